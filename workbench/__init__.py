@@ -1,0 +1,28 @@
+"""ResNet Paper Workbench: the thin package behind the notebooks.
+
+>>> import workbench as wb
+>>> wb.config.get_mode() in wb.config.MODES
+True
+
+The curated public API:
+
+* :mod:`wb.config` — mode (smoke | laptop | paper), device, seed, folders.
+* :mod:`wb.data` — ``load(name, split)``, ``Loader`` (batches with augmentation on tensors).
+* :mod:`wb.models` — ``create_model(name)``, ``list_models()``, hook points.
+* :mod:`wb.probe` — ``run_with_cache(model, x, names)``.
+* :mod:`wb.train` — ``fit(...)``, ``evaluate``, recipes, checkpoints.
+* :mod:`wb.viz` — plotly figures, live plots, widget detection.
+* :func:`wb.cached` — expensive results on disk, keyed by configuration.
+"""
+__version__ = "0.1.0"
+
+from . import config, data, models, probe, train, viz
+from .cache import cached
+from .config import by_mode, device, seed_everything
+from .data import load
+from .models import create_model, list_models
+from .probe import run_with_cache
+from .train import evaluate, fit
+
+__all__ = ["__version__", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
+           "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate"]

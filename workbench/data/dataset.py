@@ -1,0 +1,121 @@
+"""The in-memory image dataset every loader returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ImageDataset:
+    """Images and labels held as tensors.
+
+    Attributes:
+        images: ``uint8`` tensor ``[N, C, H, W]``.
+        labels: ``int64`` tensor ``[N]`` with values in ``0 .. len(classes) - 1``.
+        classes: class names, index order.
+        name, split: where it came from (``"cifar10"``, ``"train"``).
+        mean, std: per-channel statistics in [0, 1] units, used by :meth:`normalize`.
+        source: a human-readable description of the source actually used.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    name: str = "custom"
+    split: str = "train"
+    mean: tuple[float, ...] = field(default=())
+    std: tuple[float, ...] = field(default=())
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        validate_images(self.images, "images")
+        if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64 or self.labels.ndim != 1:
+            got = f"{self.labels.dtype} tensor of shape {tuple(self.labels.shape)}" if isinstance(self.labels, torch.Tensor) else type(self.labels).__name__
+            raise TypeError(f"labels must be an int64 tensor of shape [N], got {got}; convert with torch.as_tensor(labels, dtype=torch.int64)")
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels: they must match one to one")
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.classes)):
+            raise ValueError(
+                f"labels range over {int(self.labels.min())}..{int(self.labels.max())} but there are "
+                f"{len(self.classes)} classes; labels must lie in 0..{len(self.classes) - 1}"
+            )
+        c = self.images.shape[1]
+        if not self.mean:
+            self.mean = (0.5,) * c
+        if not self.std:
+            self.std = (0.25,) * c
+        if len(self.mean) != c or len(self.std) != c:
+            raise ValueError(f"mean and std need {c} values (one per channel), got {len(self.mean)} and {len(self.std)}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return (f"ImageDataset({self.name!r}, split={self.split!r}, {n} images {c}x{h}x{w}, "
+                f"{len(self.classes)} classes, device={self.images.device}, source={self.source!r})")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image."""
+        return tuple(self.images.shape[1:])
+
+    def to(self, device: torch.device | str) -> "ImageDataset":
+        """The same data on ``device`` (a no-op when already there)."""
+        device = torch.device(device)
+        if self.images.device == device:
+            return self
+        return self._replace(self.images.to(device), self.labels.to(device))
+
+    def subset(self, n: int | None, seed: int = 0) -> "ImageDataset":
+        """A random subset of ``n`` examples (all when ``n`` is None or too large), the same for a given seed."""
+        if n is None or n >= len(self):
+            return self
+        if n < 1:
+            raise ValueError(f"subset size must be at least 1, got {n}")
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:n].sort().values.to(self.images.device)
+        return self._replace(self.images[idx], self.labels[idx])
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images ``[N, C, H, W]`` to normalized float32, with this dataset's mean and std."""
+        return to_float(images, self.mean, self.std)
+
+    def _replace(self, images: torch.Tensor, labels: torch.Tensor) -> "ImageDataset":
+        return ImageDataset(images, labels, list(self.classes), self.name, self.split, self.mean, self.std, self.source)
+
+
+def validate_images(images, what: str = "images") -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(images).__name__}; wrap with torch.as_tensor")
+    if images.dtype != torch.uint8:
+        raise TypeError(
+            f"{what} must be uint8 (0..255) in an ImageDataset, got {images.dtype}; "
+            "for float images in [0, 1] use (images * 255).round().to(torch.uint8)"
+        )
+    if images.ndim != 4:
+        raise ValueError(f"{what} must have shape [N, C, H, W], got {tuple(images.shape)}"
+                         + ("; add a channel dimension with images.unsqueeze(1)" if images.ndim == 3 else ""))
+    if images.shape[1] not in (1, 3):
+        hint = "; the channels look last: use images.permute(0, 3, 1, 2)" if images.shape[-1] in (1, 3) else ""
+        raise ValueError(f"{what} must have 1 or 3 channels in dimension 1, got shape {tuple(images.shape)}{hint}")
+
+
+_STATS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def to_float(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 ``[N, C, H, W]`` images to float32 ``(x / 255 - mean) / std``."""
+    validate_images(images)
+    key = (tuple(mean), tuple(std), images.device)
+    if key not in _STATS:
+        m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255
+        s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1) * 255
+        _STATS[key] = (m, 1.0 / s)
+    m, inv_s = _STATS[key]
+    return (images.float() - m) * inv_s
