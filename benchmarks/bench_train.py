@@ -9,7 +9,7 @@ Prints, in one process on the same machine:
    share of time spent on data, and the ratio;
 3. the full laptop run: test accuracy, wall time, data share of epoch time.
 
-Run:  WORKBENCH_DATA_DIR=../shared/data python benchmarks/bench_train.py [--epochs 8] [--skip-full]
+Run:  WORKBENCH_DATA_DIR=../shared/data python benchmarks/bench_train.py [--epochs 6] [--skip-full]
 Goal (issue 2): >= 75% test accuracy within 10 minutes on 2 CPU cores, data <= 10% of epoch time.
 """
 from __future__ import annotations
@@ -104,7 +104,7 @@ def time_steps(batches, model, opt, n: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--steps", type=int, default=30, help="steps timed per pipeline in part 2")
     ap.add_argument("--skip-full", action="store_true", help="skip the full training run (part 3)")

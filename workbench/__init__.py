@@ -12,6 +12,7 @@ The curated public API:
 * :mod:`wb.probe` — ``run_with_cache(model, x, names)``.
 * :mod:`wb.train` — ``fit(...)``, ``evaluate``, recipes, checkpoints.
 * :mod:`wb.viz` — plotly figures, live plots, widget detection.
+* :func:`wb.setup` — the first cell of every notebook.
 * :func:`wb.cached` — expensive results on disk, keyed by configuration.
 """
 __version__ = "0.1.0"
@@ -22,7 +23,8 @@ from .config import by_mode, device, seed_everything
 from .data import load
 from .models import create_model, list_models
 from .probe import run_with_cache
-from .train import evaluate, fit
+from .notebook import setup
+from .train import evaluate, fit, train_model
 
 __all__ = ["__version__", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
-           "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate"]
+           "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate", "train_model", "setup"]

@@ -2,7 +2,7 @@
 
 ``shapes``: ten classes of simple shapes (disk, square, triangle, plus, ring,
 diamond, horizontal bar, vertical bar, X, two dots) at a random position, size and
-small rotation, in a random colour on a random background with pixel noise,
+small rotation, in a random light colour on a random dark background with pixel noise,
 32x32 RGB. Small ResNets learn it to high accuracy in seconds, so tests and smoke
 runs can show learning without real data.
 """
@@ -56,10 +56,9 @@ def make_shapes(n: int, seed: int = 0, size: int = 32, noise: float = 0.08) -> t
         u = torch.cos(th) * dx + torch.sin(th) * dy
         v = -torch.sin(th) * dx + torch.cos(th) * dy
         mask = _masks(lab, u, v, r).unsqueeze(1).float()  # [m, 1, H, W]
-        bg = torch.rand(m, 3, 1, 1, generator=g)
-        fg = torch.rand(m, 3, 1, 1, generator=g)
-        # keep the shape visible: push the foreground away from the background
-        fg = torch.where((fg - bg).abs().mean(1, keepdim=True) < 0.3, 1 - bg, fg)
+        # random colours, but the shape is always the brighter part: a dark background and a light shape
+        bg = 0.45 * torch.rand(m, 3, 1, 1, generator=g)
+        fg = 0.55 + 0.45 * torch.rand(m, 3, 1, 1, generator=g)
         img = bg * (1 - mask) + fg * mask + noise * torch.randn(m, 3, size, size, generator=g)
         images[start:start + m] = (img.clamp(0, 1) * 255).round().to(torch.uint8)
     return images, labels

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Set up the workbench on a fresh machine (first run only) and then do one thing:
+#
+#   bash scripts/workbench.sh lab     open JupyterLab on notebooks/ (127.0.0.1, token authentication)
+#   bash scripts/workbench.sh test    run the full test suite
+#   bash scripts/workbench.sh bench   run the benchmarks in benchmarks/
+#   bash scripts/workbench.sh setup   only install
+#
+# Environment:
+#   WORKBENCH_VENV        where the virtual environment lives (default: .venv in the checkout)
+#   WORKBENCH_TORCH_SPEC  how to ask pip for torch (default: torch; CI pins torch==2.13.0)
+#   WORKBENCH_DATA_DIR    a local data mirror (optional; otherwise data comes from the Hugging Face hub)
+#   WORKBENCH_MODE        smoke | laptop | paper (notebooks; default laptop)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${WORKBENCH_VENV:-$ROOT/.venv}
+PY=${PYTHON:-python3}
+cmd=${1:-help}
+shift || true
+
+say() { printf '\033[1m[workbench]\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
+}
+
+apt_packages() {
+  # optional system packages: Fashion-MNIST from Debian; Chromium for the browser tests
+  command -v apt-get >/dev/null || return 0
+  local want=()
+  [ -d /usr/share/datasets/fashion-mnist ] || want+=(dataset-fashion-mnist)
+  if [ "$#" -gt 0 ]; then want+=("$@"); fi
+  [ "${#want[@]}" -gt 0 ] || return 0
+  say "installing system packages: ${want[*]}"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null 2>&1; then
+    as_root apt-get update -qq >/dev/null 2>&1 || true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null \
+      || say "could not install ${want[*]} (no root?); run: sudo apt-get install ${want[*]}"
+  fi
+}
+
+setup() {
+  "$PY" -c 'import sys; assert sys.version_info >= (3, 10), sys.version' 2>/dev/null \
+    || { say "Python 3.10 or newer is needed (found: $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.x"; exit 1; }
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating the virtual environment $VENV"
+    if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+      rm -rf "$VENV"
+      ver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+      as_root apt-get install -y -qq "python$ver-venv" >/dev/null 2>&1 || as_root apt-get install -y -qq python3-venv >/dev/null 2>&1 \
+        || { say "venv is missing: run sudo apt-get install python3-venv, then try again"; exit 1; }
+      "$PY" -m venv "$VENV"
+    fi
+  fi
+  local vpy="$VENV/bin/python"
+  local stamp="$VENV/.workbench-installed"
+  local want_hash
+  want_hash=$(cat pyproject.toml | sha256sum | cut -c1-16)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_hash" ]; then
+    return 0
+  fi
+  "$vpy" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  if ! "$vpy" -c 'import torch' 2>/dev/null; then
+    say "installing ${WORKBENCH_TORCH_SPEC:-torch} (first, so the project does not pull another build)"
+    "$vpy" -m pip install -q "${WORKBENCH_TORCH_SPEC:-torch}"
+  fi
+  say "installing the workbench and its dependencies"
+  "$vpy" -m pip install -q -e ".[dev]"
+  echo "$want_hash" > "$stamp"
+}
+
+case "$cmd" in
+  setup)
+    apt_packages
+    setup ;;
+  lab)
+    apt_packages
+    setup
+    args=(--ServerApp.ip=127.0.0.1 --ServerApp.root_dir="$ROOT/notebooks")
+    [ "$(id -u)" = 0 ] && args+=(--allow-root)
+    say "starting JupyterLab on http://127.0.0.1 (the URL with its token is printed below)"
+    exec "$VENV/bin/jupyter" lab "${args[@]}" "$@" ;;
+  test)
+    apt_packages
+    setup
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  bench)
+    setup
+    for b in benchmarks/bench_*.py; do say "$b"; "$VENV/bin/python" "$b" "$@"; done ;;
+  *)
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    [ "$cmd" = help ] || exit 2 ;;
+esac

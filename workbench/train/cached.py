@@ -1,0 +1,80 @@
+"""Train a registry model once per configuration; later runs load the result from the cache."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..cache import cached
+from ..data import ImageDataset
+from ..models import create_model
+from .checkpoint import load_state_checked
+from .trainer import TrainResult, fit
+
+
+def data_fingerprint(ds: ImageDataset) -> str:
+    """A hash of a dataset's pixels and labels (computed once per dataset object)."""
+    fp = getattr(ds, "_fingerprint", None)
+    if fp is None:
+        h = hashlib.sha256()
+        h.update(ds.images.detach().cpu().contiguous().numpy().tobytes())
+        h.update(ds.labels.detach().cpu().numpy().tobytes())
+        fp = h.hexdigest()[:20]
+        ds._fingerprint = fp
+    return fp
+
+
+def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None, *, model_kwargs: dict | None = None,
+                seed: int = 0, cache: bool = True, refresh: bool = False, setup=None, setup_key: Any = None,
+                **fit_kwargs) -> TrainResult:
+    """``create_model(name)`` with ``seed``, then :func:`fit` it; cached on everything that changes the result.
+
+    Args:
+        name, model_kwargs: the registry model to build.
+        train, test, **fit_kwargs: passed to :func:`fit` (``live``, ``progress`` are not part of the key).
+        seed: seeds the initialisation and the training run.
+        cache: read and write the result cache (weights and history).
+        setup: optional ``fn(model) -> dict`` applied before training (for example a BN-only
+            configuration returning ``fit`` arguments such as ``params``/``grad_masks``); give
+            ``setup_key`` describing it so the cache can tell setups apart.
+
+    Returns:
+        :class:`TrainResult`; from the cache the model is rebuilt and its weights loaded.
+    """
+    model_kwargs = dict(model_kwargs or {})
+    if "num_classes" not in model_kwargs:
+        model_kwargs["num_classes"] = train.num_classes
+    if "in_chans" not in model_kwargs:
+        model_kwargs["in_chans"] = train.shape[0]
+
+    def build():
+        torch.manual_seed(seed)
+        model = create_model(name, **model_kwargs)
+        extra = setup(model) if setup is not None else {}
+        return model, dict(extra or {})
+
+    def run() -> dict:
+        model, extra = build()
+        res = fit(model, train, test, seed=seed, **{**fit_kwargs, **extra})
+        state = {k: v.detach().cpu() for k, v in res.model.state_dict().items()}
+        return {"state": state, "history": res.history, "config": {k: str(v) for k, v in res.config.items()}}
+
+    if setup is not None and setup_key is None:
+        raise ValueError("train_model(setup=...) needs setup_key= describing the setup, so cached results stay apart")
+    if not cache:
+        model, extra = build()
+        return fit(model, train, test, seed=seed, **{**fit_kwargs, **extra})
+    skip = {"live", "progress", "callbacks", "checkpoint_dir", "device"}
+    key = {"model": name, "model_kwargs": model_kwargs, "seed": seed, "setup": setup_key,
+           "train": [train.name, train.split, len(train), data_fingerprint(train)],
+           "test": [test.name, test.split, len(test), data_fingerprint(test)] if test is not None else None,
+           "fit": {k: v for k, v in fit_kwargs.items() if k not in skip}}
+    out = cached(run, key=key, name="train_model", refresh=refresh)
+    model, _ = build()
+    load_state_checked(model, out["state"], "cached result")
+    from .. import config
+    model.to(fit_kwargs.get("device") or config.device())
+    history = out["history"] if isinstance(out["history"], pd.DataFrame) else pd.DataFrame(out["history"])
+    return TrainResult(model=model, history=history, config=out["config"])
