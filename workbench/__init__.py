@@ -11,13 +11,14 @@ The curated public API:
 * :mod:`wb.models` — ``create_model(name)``, ``list_models()``, hook points.
 * :mod:`wb.probe` — ``run_with_cache(model, x, names)``.
 * :mod:`wb.train` — ``fit(...)``, ``evaluate``, recipes, checkpoints.
+* :mod:`wb.bn_only` — BatchNorm-only training policies and their analysis.
 * :mod:`wb.viz` — plotly figures, live plots, widget detection.
 * :func:`wb.setup` — the first cell of every notebook.
 * :func:`wb.cached` — expensive results on disk, keyed by configuration.
 """
 __version__ = "0.1.0"
 
-from . import config, data, models, probe, train, viz
+from . import bn_only, config, data, models, probe, train, viz
 from .cache import cached
 from .config import by_mode, device, seed_everything
 from .data import load
@@ -26,5 +27,5 @@ from .probe import run_with_cache
 from .notebook import setup
 from .train import evaluate, fit, train_model
 
-__all__ = ["__version__", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
+__all__ = ["__version__", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
            "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate", "train_model", "setup"]

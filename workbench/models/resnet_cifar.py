@@ -16,7 +16,8 @@ BatchNorm when the shape changes (the paper's option B; the open_lth code that
 the shortcut altogether: the "plain" networks of the paper's figure 6.
 
 Hook points, in forward order: ``stem``, ``layerS`` (a stage), ``layerS.B`` (a
-block), ``layerS.B.hook_branch`` (the residual branch before the addition),
+block), ``layerS.B.hook_relu1`` (after the block's first ReLU),
+``layerS.B.hook_branch`` (the residual branch before the addition),
 ``layerS.B.hook_out`` (the block's output), ``hook_pool`` (pooled features).
 """
 from __future__ import annotations
@@ -45,11 +46,12 @@ class BasicBlock(nn.Module):
         self.shortcut: nn.Module | None = None
         if skip and (stride != 1 or cin != cout):
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        self.hook_relu1 = HookPoint()
         self.hook_branch = HookPoint()
         self.hook_out = HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [batch, cin, h, w]
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.hook_relu1(F.relu(self.bn1(self.conv1(x))))  # [batch, cout, h/stride, w/stride]
         out = self.hook_branch(self.bn2(self.conv2(out)))  # [batch, cout, h/stride, w/stride]
         if self.skip:
             out = out + (x if self.shortcut is None else self.shortcut(x))
