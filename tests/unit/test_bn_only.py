@@ -123,3 +123,41 @@ def test_parameter_table_matches_models():
     t = bn_only.parameter_table(depths=(14, 866)).set_index("depth")
     assert t.loc[14, "total"] == wb.models.count_parameters(wb.create_model("resnet14"))
     assert t.loc[866, "bn_only"] == 2 * 16 * (14 * 144 + 7)
+
+
+def test_packed_members_follow_their_own_policies():
+    from workbench.models.resnet_cifar import CifarResNet
+
+    torch.manual_seed(0)
+    lone = CifarResNet(8, width=8)
+    packed = wb.models.PackedCifarResNet(8, 4, width=8).load_members([lone] * 4)
+    policies = ["bn_only", "full", "random_per_channel", "random_anywhere"]
+    summaries, kw = bn_only.configure_packed(packed, policies, seed=3)
+    assert [s.trainable for s in summaries] == [bn_only.configure(CifarResNet(8, width=8), p, seed=3).trainable
+                                               for p in policies]
+    before = [packed.member_state(g) for g in range(4)]
+    wb.fit(packed, wb.load("shapes", "train", subset=256), epochs=1, batch_size=128, weight_decay=1e-3,
+           progress=False, **kw)
+    for g, s in enumerate(summaries):
+        after = packed.member_state(g)
+        for n, t in after.items():
+            if n not in dict(packed.named_parameters()):
+                continue
+            if n in s.masks:
+                frozen = s.masks[n] == 0
+                assert torch.equal(t[frozen], before[g][n][frozen]), (policies[g], n)
+            elif n not in s.params:
+                assert torch.equal(t, before[g][n]), (policies[g], n)
+
+
+def test_packed_member_equals_lone_model():
+    from workbench.models.resnet_cifar import CifarResNet
+
+    torch.manual_seed(1)
+    models = [CifarResNet(14, width=8) for _ in range(3)]
+    packed = wb.models.PackedCifarResNet(14, 3, width=8).load_members(models).eval()
+    x = torch.randn(4, 3, 32, 32)
+    out = packed(x)
+    for g, m in enumerate(models):
+        assert torch.allclose(out[:, :, g], m.eval()(x), atol=1e-5)
+        assert all(torch.equal(a, b) for a, b in zip(packed.member(g).state_dict().values(), m.state_dict().values()))

@@ -77,7 +77,7 @@ def test_nan_loss_stops_with_the_step(shapes, tmp_path):
         return torch.tensor(float("nan")) if poison.calls == 2 else torch.zeros(()), poison.__setattr__("calls", poison.calls + 1) or {}
     poison.calls = 0
     model = small_model()
-    with pytest.raises(NonFiniteLossError, match=r"global step 3\).*learning rate"):
+    with pytest.raises(NonFiniteLossError, match=r"at global step 3 \(epoch 1, batch 3\), learning rate"):
         wb.fit(model, train, epochs=1, batch_size=128, progress=False, extra_loss=poison, checkpoint_dir=tmp_path,
                checkpoint_every=1)
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -11,7 +11,8 @@ bn_only: 1,120 of 175,258 parameters train (0.639%)
 """
 from .experiment import compare
 from .analysis import disabled_features, gamma_fractions, gammas, parameter_table, relu_outputs
-from .policies import POLICIES, PolicySummary, batchnorm_modules, configure, init_batchnorm, output_layer
+from .policies import (POLICIES, PolicySummary, batchnorm_modules, configure, configure_packed, init_batchnorm,
+                       output_layer)
 
-__all__ = ["compare", "configure", "POLICIES", "PolicySummary", "init_batchnorm", "batchnorm_modules", "output_layer",
+__all__ = ["compare", "configure", "configure_packed", "POLICIES", "PolicySummary", "init_batchnorm", "batchnorm_modules", "output_layer",
            "gammas", "gamma_fractions", "disabled_features", "parameter_table", "relu_outputs"]

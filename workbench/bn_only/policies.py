@@ -197,3 +197,29 @@ def init_batchnorm(model: nn.Module, scheme: str = "pytorch", seed: int = 0) -> 
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g).to(m.weight))
             m.bias.zero_()
     return model
+
+
+def configure_packed(model: nn.Module, policies: list[str], train_output: bool = False, seed: int = 0,
+                     k: int = 2) -> tuple[list[PolicySummary], dict]:
+    """Give each member of a :class:`~workbench.models.PackedCifarResNet` its own policy.
+
+    Member ``g`` trains exactly the entries :func:`configure` would train on a lone copy of it
+    (the same random choices for the same ``seed``). Returns the per-member summaries and
+    the ``fit`` arguments (``params``, ``grad_masks``) for the packed model.
+    """
+    members = getattr(model, "members", None)
+    if members is None or not hasattr(model, "member_masks"):
+        raise TypeError(f"configure_packed needs a PackedCifarResNet, got {type(model).__name__}; use configure()")
+    if len(policies) != members:
+        raise ValueError(f"{members} members but {len(policies)} policies: give one policy per member")
+    summaries, total = [], None
+    for g, policy in enumerate(policies):
+        s = configure(model.member(g), policy, train_output=train_output, seed=seed, k=k)
+        summaries.append(s)
+        m = model.member_masks(g, s.masks, set(s.params))
+        total = m if total is None else {n: total[n] + m[n] for n in m}
+    params = [n for n, m in total.items() if bool(m.any())]
+    masks = {n: total[n] for n in params if not bool(total[n].all())}
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in params)
+    return summaries, {"params": params, "grad_masks": masks}

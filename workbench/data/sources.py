@@ -99,8 +99,14 @@ def _mirror_files(spec: Spec, split: str) -> Path | None:
 
 
 def _load_mirror(spec: Spec, split: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from datasets import load_dataset
+    try:
+        from datasets import load_dataset
+    except ImportError:  # a bare GPU machine: the hub's Parquet schema is simple enough to read directly
+        import pyarrow.parquet as pq
 
+        table = pq.read_table(path, columns=[spec.image_column, "label"])
+        encoded = [d["bytes"] for d in table.column(spec.image_column).to_pylist()]
+        return _decode_images(encoded, len(spec.mean)), np.asarray(table.column("label"), dtype=np.int64)
     ds = load_dataset("parquet", data_files={split: str(path)}, split=split)
     return _from_hf_dataset(ds, spec)
 
@@ -157,7 +163,8 @@ def _decoded_cache(spec: Spec, split: str, ident: str, produce: Callable[[], tup
         except Exception:  # damaged: decode again
             path.unlink(missing_ok=True)
     images, labels = produce()
-    images_t, labels_t = torch.from_numpy(images), torch.from_numpy(labels)
+    images_t = torch.from_numpy(np.require(images, requirements=["C", "W"]))
+    labels_t = torch.from_numpy(np.require(labels, dtype=np.int64, requirements=["C", "W"]))
     try:
         atomic_write_bytes(path, save({"images": images_t, "labels": labels_t}))
     except OSError as e:  # a read-only cache folder must not stop the data from loading

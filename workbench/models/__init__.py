@@ -5,16 +5,18 @@
 ['resnet110', 'resnet14', 'resnet20']
 """
 from . import mlp as _mlp  # noqa: F401  (registers)
+from . import packed as _packed  # noqa: F401
 from . import resnet_cifar as _resnet_cifar  # noqa: F401
 from . import vit as _vit  # noqa: F401
 from ._registry import create_model, list_models, register_model
 from .base import WorkbenchModel
 from .hooks import HookPoint, count_parameters, hook_points
 from .mlp import MLP
+from .packed import PackedCifarResNet
 from .resnet_cifar import BasicBlock, CifarResNet
 from .vit import VisionTransformer
 
 __all__ = [
     "create_model", "list_models", "register_model", "WorkbenchModel", "HookPoint", "hook_points",
-    "count_parameters", "CifarResNet", "BasicBlock", "MLP", "VisionTransformer",
+    "count_parameters", "CifarResNet", "PackedCifarResNet", "BasicBlock", "MLP", "VisionTransformer",
 ]

@@ -83,7 +83,8 @@ def evaluate(model: nn.Module, data: ImageDataset | Loader, batch_size: int = 10
     """Mean cross-entropy and accuracy of ``model`` on ``data`` (eval mode; the train flag is restored).
 
     Returns:
-        ``{"loss": float, "acc": float, "n": int}``.
+        ``{"loss": float, "acc": float, "n": int}``; for a packed model (logits
+        ``[batch, classes, members]``) the means over members and ``"acc_members"``.
     """
     dev = torch.device(device) if device is not None else _model_device(model)
     if isinstance(data, ImageDataset):
@@ -96,17 +97,34 @@ def evaluate(model: nn.Module, data: ImageDataset | Loader, batch_size: int = 10
     model.eval()
     try:
         loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
-        correct = torch.zeros((), device=dev, dtype=torch.int64)
+        correct = None
         n = 0
         for x, y in loader:
             with _autocast(dev, precision):
                 logits = model(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-            correct += (logits.argmax(1) == y).sum()
+            loss_sum += _task_loss(logits, y, reduction="sum").double()
+            hits = (logits.argmax(1) == (y[:, None] if logits.ndim == 3 else y)).sum(0)  # [] or [members]
+            correct = hits if correct is None else correct + hits
             n += len(y)
     finally:
         model.train(was_training)
-    return {"loss": float(loss_sum) / max(n, 1), "acc": float(correct) / max(n, 1), "n": n}
+    members = correct.numel() if correct is not None else 1
+    out = {"loss": float(loss_sum) / max(n * members, 1),
+           "acc": float(correct.sum()) / max(n * members, 1) if correct is not None else float("nan"), "n": n}
+    if members > 1:
+        out["acc_members"] = [float(c) / n for c in correct]
+    return out
+
+
+def _task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
+               reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy; for packed logits ``[batch, classes, members]`` the sum of the members' losses."""
+    if logits.ndim == 3:
+        members = logits.shape[2]
+        loss = F.cross_entropy(logits.float(), y[:, None].expand(-1, members), label_smoothing=label_smoothing,
+                               reduction=reduction)
+        return loss * members if reduction == "mean" else loss
+    return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing, reduction=reduction)
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -207,7 +225,8 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
         checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = None, resume: bool = True,
         keep_checkpoints: int = 2, eval_every: int = 1, eval_batch_size: int = 1000, live: bool = False,
         progress: bool = True, seed: int | None = None, device: torch.device | str | None = None,
-        callbacks: Iterable[Callable] = (), stop_after_steps: int | None = None) -> TrainResult:
+        callbacks: Iterable[Callable] = (), stop_after_steps: int | None = None,
+        stop_after_seconds: float | None = None) -> TrainResult:
     """Train ``model`` on ``train`` and evaluate on ``test`` each epoch.
 
     Args:
@@ -243,6 +262,8 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
         callbacks: ``fn(row: dict, model)`` called after each epoch's row is recorded.
         stop_after_steps: return early after this many steps of this call (for demos and tests of
             resuming); the schedule is unchanged.
+        stop_after_seconds: return at the end of the first epoch that ends after this much
+            wall-clock time in this call (the history then has fewer rows than ``epochs``).
 
     Returns:
         :class:`TrainResult` with the trained model and a history table (one row per epoch).
@@ -371,6 +392,36 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
     bar = tqdm(total=total_steps, initial=global_step, disable=not progress, desc="training", unit="step",
                leave=True, dynamic_ncols=True)
     steps_this_call = 0
+    t_call = time.perf_counter()
+    sync_each_step = dev.type == "cpu"
+    sync_every = 10 if sync_each_step else 50
+    bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
+    dev_acc: dict[str, Any] = {"loss": torch.zeros((), dtype=torch.float64, device=dev),
+                               "correct": torch.zeros((), dtype=torch.int64, device=dev), "extra": {}}
+
+    def raise_nonfinite(value: float, step: int, applied: bool) -> None:
+        where = (f"at global step {step} (epoch {(step - 1) // spe + 1}, batch {(step - 1) % spe + 1}), "
+                 f"learning rate {lr_at(step - 1, total_steps, lr, schedule, warmup, milestones, gamma, spe):.4g}")
+        raise NonFiniteLossError(
+            f"the loss became {value} {where}. Likely causes: a learning rate too high for this model "
+            f"(try lr={lr / 10:g}), inputs with NaN/inf values, or an extra loss term that diverged. "
+            + ("The steps after it ran on the GPU before the check, but " if applied else
+               "The weights of this step were not applied and ")
+            + "no checkpoint was written from it."
+        )
+
+    def flush() -> None:
+        """Move the device-side running sums into acc_state (one sync) and check for a non-finite loss."""
+        if not sync_each_step and int(bad_step) >= 0:
+            raise_nonfinite(float("nan"), int(bad_step), applied=True)
+        acc_state["loss"] += float(dev_acc["loss"])
+        acc_state["correct"] += int(dev_acc["correct"])
+        for k, v in dev_acc["extra"].items():
+            acc_state["extra"][k] = acc_state["extra"].get(k, 0.0) + float(v)
+        dev_acc["loss"].zero_()
+        dev_acc["correct"].zero_()
+        dev_acc["extra"] = {}
+
     model.train()
     try:
         for epoch in range(start_epoch, epochs):
@@ -393,54 +444,59 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
                     opt.zero_grad(set_to_none=True)
                     with _autocast(dev, precision):
                         logits = forward(x)
-                        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+                        loss = _task_loss(logits, y, label_smoothing)
                         logs = {}
                         if extra_loss is not None:
                             out = extra_loss(model, x, y, logits)
                             term, logs = out if isinstance(out, tuple) else (out, {})
                             loss = loss + term
                     loss.backward()
-                    for p, m in mask_pairs:
-                        if p.grad is not None:
-                            if weight_decay:
-                                p.grad.add_(p.detach(), alpha=weight_decay)
-                            p.grad.mul_(m)
+                    pairs = [(p, m) for p, m in mask_pairs if p.grad is not None]
+                    if pairs:  # fold in the L2 term, then zero the frozen entries: two fused launches
+                        grads = [p.grad for p, _ in pairs]
+                        if weight_decay:
+                            torch._foreach_add_(grads, [p.detach() for p, _ in pairs], alpha=weight_decay)
+                        torch._foreach_mul_(grads, [m for _, m in pairs])
                     if "loss" not in captured:
                         captured.update(loss=loss.detach(), logits=logits.detach(), logs=logs)
                     return loss
 
-                captured.clear()
                 closure()
-                loss_val = float(captured["loss"])
-                if not torch.isfinite(captured["loss"]):
-                    raise NonFiniteLossError(
-                        f"the loss became {loss_val} at epoch {epoch + 1}, batch {b + 1} (global step {global_step + 1}), "
-                        f"learning rate {cur_lr:.4g}. Likely causes: a learning rate too high for this model "
-                        f"(try lr={lr / 10:g}), inputs with NaN/inf values, or an extra loss term that diverged. "
-                        "The weights of this step were not applied and no checkpoint was written from it."
-                    )
+                loss_t = captured["loss"]
+                if sync_each_step:  # CPU: the check is free, and the broken step is never applied
+                    if not torch.isfinite(loss_t):
+                        raise_nonfinite(float(loss_t), global_step + 1, applied=False)
+                else:  # GPU: remember the first bad step on the device, look every `sync_every` steps
+                    bad_step.copy_(torch.where((bad_step < 0) & ~torch.isfinite(loss_t),
+                                               torch.full_like(bad_step, global_step + 1), bad_step))
                 if getattr(opt, "needs_closure", False):  # e.g. SAM: evaluates the loss again itself
                     opt.step(closure)
                 else:
                     opt.step()
                 bs = len(y)
-                acc_state["loss"] += loss_val * bs
-                acc_state["correct"] += int((captured["logits"].argmax(1) == y).sum())
-                acc_state["n"] += bs
+                logits_t = captured["logits"]
+                members = logits_t.shape[2] if logits_t.ndim == 3 else 1
+                dev_acc["loss"] += loss_t.double() * bs  # packed: the sum over members, divided by members below
+                dev_acc["correct"] += (logits_t.argmax(1) == (y[:, None] if members > 1 else y)).sum()
+                acc_state["n"] += bs * members
                 for k, v in captured["logs"].items():
-                    acc_state["extra"][k] = acc_state["extra"].get(k, 0.0) + float(v) * bs
+                    v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
+                    dev_acc["extra"][k] = dev_acc["extra"].get(k, 0.0) + v * bs
                 global_step += 1
                 steps_this_call += 1
                 b += 1
                 bar.update(1)
-                if global_step % 10 == 0 or b == spe:
+                if global_step % sync_every == 0 or b == spe:
+                    flush()
                     bar.set_postfix(epoch=epoch + 1, loss=f"{acc_state['loss'] / acc_state['n']:.3f}",
                                     acc=f"{acc_state['correct'] / acc_state['n']:.3f}", refresh=False)
                 acc_state["time"] += time.perf_counter() - t0
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                     break
                 if ckpt_dir is not None and checkpoint_every and global_step % checkpoint_every == 0 and b < spe:
+                    flush()
                     last_ckpt = write_checkpoint(epoch, b)
+            flush()
             if b < spe and global_step < total_steps:  # stopped early on purpose
                 if ckpt_dir is not None:
                     last_ckpt = write_checkpoint(epoch, b)
@@ -468,6 +524,8 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
             for cb in callbacks:
                 cb(row, model)
             del t_epoch
+            if stop_after_seconds is not None and time.perf_counter() - t_call > stop_after_seconds:
+                break
     finally:
         bar.close()
         for n, p in model.named_parameters():
