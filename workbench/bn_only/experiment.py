@@ -13,7 +13,7 @@ from .policies import configure, init_batchnorm
 
 def compare(depths: Iterable[int], policies: Iterable[str], train: ImageDataset, test: ImageDataset, *,
             train_output: bool = False, bn_init: str = "pytorch", seed: int = 0, k: int = 2, width: int = 16,
-            progress: bool = True, **fit_kwargs) -> tuple[pd.DataFrame, dict[tuple[int, str], TrainResult]]:
+            lr_by_policy: dict[str, float] | None = None, progress: bool = True, **fit_kwargs) -> tuple[pd.DataFrame, dict[tuple[int, str], TrainResult]]:
     """Train a CIFAR ResNet of each depth under each policy; results are cached per run.
 
     Args:
@@ -21,6 +21,8 @@ def compare(depths: Iterable[int], policies: Iterable[str], train: ImageDataset,
         policies: names from :data:`~workbench.bn_only.POLICIES`.
         train, test: datasets.
         train_output, bn_init, seed, k: see :func:`configure` and :func:`init_batchnorm`.
+        lr_by_policy: a learning rate per policy, overriding ``lr`` (short schedules favour a large
+            rate when only a few parameters train).
         **fit_kwargs: the training recipe for :func:`workbench.train.fit`.
 
     Returns:
@@ -44,11 +46,15 @@ def compare(depths: Iterable[int], policies: Iterable[str], train: ImageDataset,
             return s.fit_kwargs()
 
         key = {"policy": policy, "train_output": train_output, "bn_init": bn_init, "k": k}
+        kw = dict(fit_kwargs)
+        if lr_by_policy and policy in lr_by_policy:
+            kw["lr"] = lr_by_policy[policy]
         res = train_model("resnet_cifar", train, test, model_kwargs={"depth": depth, "width": width}, seed=seed,
-                          setup=setup, setup_key=key, progress=False, **fit_kwargs)
+                          setup=setup, setup_key=key, progress=False, **kw)
         s = summary_box["s"]
         g = gamma_fractions(res.model, thresholds=(0.1,))
         rows.append({"depth": depth, "policy": policy, "train_output": train_output, "trainable": s.trainable,
+                     "lr": kw.get("lr"),
                      "test_acc": res.test_acc, "train_acc": res.train_acc,
                      "gamma_below_0.1": float(g[g.layer == "all"]["fraction"].iloc[0]),
                      "seconds": float(res.history["seconds"].iloc[-1])})

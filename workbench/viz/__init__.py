@@ -1,6 +1,9 @@
 """Figures (plotly) and interactive explorers (ipywidgets), with static fallbacks."""
 from .env import check_environment, frontend, widgets_available
+from .explorer import explorer
+from .bn_only import accuracy_by_depth, attribution_grid, disabled_by_layer, gamma_histogram
 from .figures import image_grid, training_curves
 from .live import LivePlot
 
-__all__ = ["image_grid", "training_curves", "LivePlot", "frontend", "widgets_available", "check_environment"]
+__all__ = ["explorer", "image_grid", "training_curves", "accuracy_by_depth", "gamma_histogram", "disabled_by_layer",
+           "attribution_grid", "LivePlot", "frontend", "widgets_available", "check_environment"]

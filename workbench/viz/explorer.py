@@ -1,0 +1,64 @@
+"""One pattern for every interactive figure: controls that re-render a plotly figure in place.
+
+``explorer(render, depth=[14, 32], policy=[...])`` shows dropdowns (or a slider for
+numbers) and a ``FigureWidget``; moving a control calls ``render(**values)`` and
+copies the new traces into the same widget, so the figure updates without being
+re-created. Without a widget frontend (nbconvert, the docs build, a console) the
+same call returns the static figure for the first value of every control.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from .env import widgets_available
+
+
+def explorer(render: Callable[..., Any], **controls: Sequence[Any]):
+    """Interactive figure ``render(**values)`` with one control per keyword.
+
+    Args:
+        render: returns a plotly ``go.Figure`` for one choice of every control.
+        **controls: the values each control offers (first = initial). Numbers give a
+            slider, anything else a dropdown.
+
+    Returns:
+        An ``ipywidgets.VBox`` (controls above a ``FigureWidget``) with a widget frontend,
+        else the static figure for the initial values.
+    """
+    if not controls:
+        raise ValueError("explorer needs at least one control, for example depth=[14, 32]")
+    for name, values in controls.items():
+        if len(values) == 0:
+            raise ValueError(f"control {name!r} has no values")
+    initial = {k: v[0] for k, v in controls.items()}
+    if not widgets_available():
+        return render(**initial)
+    import ipywidgets as W
+    import plotly.graph_objects as go
+
+    fig = go.FigureWidget(render(**initial))
+    widgets = {}
+    for name, values in controls.items():
+        values = list(values)
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and len(values) > 2:
+            w = W.SelectionSlider(options=values, value=values[0], description=name, continuous_update=False)
+        else:
+            w = W.Dropdown(options=values, value=values[0], description=name)
+        widgets[name] = w
+
+    def update(_change=None) -> None:
+        new = render(**{k: w.value for k, w in widgets.items()})
+        with fig.batch_update():
+            if len(new.data) == len(fig.data) and all(a.type == b.type for a, b in zip(new.data, fig.data)):
+                for old_t, new_t in zip(fig.data, new.data):
+                    old_t.update(new_t.to_plotly_json(), overwrite=True)
+            else:
+                fig.data = ()
+                fig.add_traces(list(new.data))
+            fig.layout.update(new.layout.to_plotly_json(), overwrite=True)
+
+    for w in widgets.values():
+        w.observe(update, names="value")
+    box = W.VBox([W.HBox(list(widgets.values())), fig])
+    box.figure, box.controls = fig, widgets
+    return box
