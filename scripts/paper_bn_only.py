@@ -40,11 +40,18 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-output", action="store_true")
-    ap.add_argument("--commit", default=os.environ.get("WORKBENCH_COMMIT", "unknown"))
+    ap.add_argument("--commit", default=None, help="default: git rev-parse HEAD, else WORKBENCH_COMMIT")
     ap.add_argument("--out", default="results/bn_only")
     ap.add_argument("--max-steps", type=int, default=None, help="for a quick check of the script")
     args = ap.parse_args()
 
+    if args.commit is None:
+        import subprocess
+        try:
+            args.commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                         check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            args.commit = os.environ.get("WORKBENCH_COMMIT", "unknown")
     t_start = time.perf_counter()
     deadline = t_start + 60 * args.budget_min
     dev = wb.device()

@@ -50,7 +50,8 @@ RECIPE = wb.by_mode(
 )
 LR_BY_POLICY = wb.by_mode(smoke=None, laptop={"bn_only": 2.0, "random_per_channel": 2.0, "random_anywhere": 2.0},
                           paper=None)
-TRAIN_OUTPUT_TOO = True       # also run bn_only with a trained output layer
+TRAIN_OUTPUT_TOO = True       # also run bn_only with a trained output layer ...
+LR_WITH_OUTPUT = wb.by_mode(smoke=None, laptop={"bn_only": 0.05}, paper=None)  # ... at a rate the output layer survives
 CHECK_CLAIM = wb.by_mode(smoke=False, laptop=True, paper=True)
 SEED = 0
 
@@ -77,10 +78,20 @@ test = wb.load("cifar10", "test", subset=TEST_SUBSET, seed=SEED)
 table, runs = wb.bn_only.compare(DEPTHS, POLICIES, train, test, seed=SEED, lr_by_policy=LR_BY_POLICY, **RECIPE)
 if TRAIN_OUTPUT_TOO:
     extra, extra_runs = wb.bn_only.compare(DEPTHS, ["bn_only"], train, test, seed=SEED, train_output=True,
-                                           lr_by_policy=LR_BY_POLICY, **RECIPE)
+                                           lr_by_policy=LR_WITH_OUTPUT, **RECIPE)
     extra["policy"] = "bn_only+output"
     table = pd.concat([table, extra], ignore_index=True)
 table
+
+# %% [markdown]
+# What to look at: BN-only stays well above chance and above both random controls, and its
+# lead grows with depth, while the random controls do not improve with depth. At laptop
+# scale (a few epochs on 10,000 images) full training of the deeper networks is far from
+# converged, so do not read the `full` curve as the paper's; the GPU records below show
+# full training at paper scale. The `bn_only+output` variant shares one learning rate between γ, β
+# and the output layer; at this scale the output layer only tolerates a rate far below what γ and β
+# like (at lr 0.5 it fell to 10-16% at depths 32 and 56; see `LR_WITH_OUTPUT`), so here it trails
+# the frozen-output runs.
 
 # %%
 wb.viz.accuracy_by_depth(table, title="Test accuracy against depth")
@@ -104,6 +115,10 @@ wb.viz.gamma_histogram(g, title=f"BatchNorm γ of resnet{deepest} after training
 sweep = pd.concat([wb.bn_only.gamma_fractions(runs[(deepest, p)].model).assign(policy=p) for p in ("bn_only", "full")])
 px.line(sweep[sweep.layer == "all"], x="threshold", y="fraction", color="policy", markers=True, log_x=True,
         title="Fraction of channels with |γ| below a threshold", labels={"fraction": "fraction of channels"})
+
+# %% [markdown]
+# A few laptop epochs only begin this process; the 160-epoch GPU records below show how far
+# it goes (the paper reports that BatchNorm disables around a third of the random features).
 
 # %%
 disabled = {p: wb.bn_only.disabled_features(runs[(deepest, p)].model, test, max_examples=1000)
