@@ -39,24 +39,18 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: 
     n, c, h, w = images.shape
     dev = images.device
     if crop and padding > 0:
-        # shift rows, then columns: 2 x (2p+1) slice copies per batch instead of an index per pixel
-        shift = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)  # on the CPU: no device syncs
+        k = 2 * padding + 1
+        shift = torch.randint(0, k, (2, n), generator=generator).to(dev)
         padded = torch.nn.functional.pad(images, (padding,) * 4)  # [N, C, H+2p, W+2p]
-        rows = torch.empty((n, c, h, w + 2 * padding), dtype=images.dtype, device=dev)
-        for s in range(2 * padding + 1):
-            idx = (shift[0] == s).nonzero().squeeze(1)
-            if len(idx):
-                idx = idx.to(dev)
-                rows[idx] = padded[idx, :, s:s + h, :]
-        images = torch.empty((n, c, h, w), dtype=images.dtype, device=dev)
-        for s in range(2 * padding + 1):
-            idx = (shift[1] == s).nonzero().squeeze(1)
-            if len(idx):
-                idx = idx.to(dev)
-                images[idx] = rows[idx, :, :, s:s + w]
+        sn, sc, sh, sw = padded.stride()
+        # every k x k window of every image as a view (no copy), then one gather of the chosen window
+        windows = padded.as_strided((n, c, k, k, h, w), (sn, sc, sh, sw, sh, sw))  # [N, C, dy, dx, H, W]
+        images = windows[torch.arange(n, device=dev), :, shift[0], shift[1]]      # [N, C, H, W]
     if flip:
-        do = (torch.rand(n, generator=generator) < 0.5).to(dev)
-        images = torch.where(do[:, None, None, None], images.flip(3), images)
+        do = (torch.rand(n, generator=generator) < 0.5).nonzero().squeeze(1).to(dev)
+        if not (crop and padding > 0):
+            images = images.clone()  # never write into the caller's tensor
+        images[do] = images[do].flip(3)  # in place on our own copy: no full-size temporaries
     return images
 
 
