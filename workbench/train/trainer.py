@@ -428,7 +428,6 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
             if global_step >= total_steps:
                 break
             loader.set_epoch(epoch)
-            t_epoch = time.perf_counter()
             batches = loader.iter_from(start_batch)
             b = start_batch
             while global_step < total_steps and b < spe:
@@ -523,7 +522,6 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
                 plot.update(rows)
             for cb in callbacks:
                 cb(row, model)
-            del t_epoch
             if stop_after_seconds is not None and time.perf_counter() - t_call > stop_after_seconds:
                 break
     finally:
