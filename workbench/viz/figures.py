@@ -59,3 +59,13 @@ def training_curves(history, metrics: Iterable[str] = ("loss", "acc"), title: st
         fig.update_xaxes(title_text="epoch", row=1, col=j + 1)
     fig.update_layout(height=320, title=title, margin=dict(l=40, r=10, t=50, b=40))
     return fig
+
+
+def similarity_heatmap(matrix, title: str | None = None, zmax: float = 1.0):
+    """A layer-by-layer similarity matrix (rows: model A's layers, columns: model B's)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Heatmap(z=matrix.values, x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=zmax,
+                               colorscale="Viridis", colorbar=dict(title="CKA")))
+    fig.update_layout(height=420, title=title, yaxis_autorange="reversed", xaxis_tickangle=-45)
+    return fig
