@@ -423,6 +423,8 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
         dev_acc["extra"] = {}
 
     model.train()
+    if extra_loss is not None and hasattr(extra_loss, "attach"):  # e.g. Guidance: hooks on the target's layers
+        extra_loss.attach(model)
     try:
         for epoch in range(start_epoch, epochs):
             if global_step >= total_steps:
@@ -526,6 +528,8 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
                 break
     finally:
         bar.close()
+        if extra_loss is not None and hasattr(extra_loss, "detach"):
+            extra_loss.detach()
         for n, p in model.named_parameters():
             p.requires_grad_(flags[n])
     history = pd.DataFrame(rows)

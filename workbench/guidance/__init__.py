@@ -1,0 +1,142 @@
+"""Guidance: train a target network while aligning its layers with a frozen guide network.
+
+Subramaniam, Mayo, Conwell, Poggio, Katz, Cheung & Barbu, *Training the Untrainable:
+Introducing Inductive Bias via Representational Alignment*, https://arxiv.org/abs/2410.20035.
+The target minimizes::
+
+    task_loss + alpha * sum over layer pairs (t, g) of  d(target_t(x), guide_g(x))
+
+with ``d = 1 - linear CKA`` by default; the guide never changes (eval mode, no gradients).
+A trained guide transfers part of its architectural prior and knowledge; an untrained one
+only part of the prior.
+
+>>> guide = wb.create_model("resnet20")                                   # doctest: +SKIP
+>>> target = wb.create_model("mlp", depth=8)                              # doctest: +SKIP
+>>> g = wb.guidance.Guidance(guide, target, alpha=1.0)                     # doctest: +SKIP
+>>> wb.fit(target, train, test, extra_loss=g)   # history gains 'align' and 'cka'  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..probe import resolve_names
+from ..similarity import linear_cka
+
+
+def default_layers(model: nn.Module) -> list[str]:
+    """The blocks of a registry model: ``layerS.B`` (ResNets, plain nets), ``layers.i`` (mlp), ``blocks.i`` (ViT)."""
+    names = [n for n in getattr(model, "hook_layers", ()) if n.count(".") == 1]
+    if not names:
+        raise ValueError(f"{type(model).__name__} lists no block-level hook layers; pass the layer names explicitly")
+    return names
+
+
+def uniform_pairs(target_layers: Sequence[str], guide_layers: Sequence[str]) -> list[tuple[str, str]]:
+    """Spread the shorter list uniformly over the longer one, ending at the last layer of both.
+
+    With ``T`` target and ``G`` guide layers and ``T >= G``, guide layer ``j`` (0-based) is paired
+    with target layer ``ceil((j + 1) T / G) - 1``; symmetrically when ``G > T``.
+    """
+    t, g = list(target_layers), list(guide_layers)
+    if not t or not g:
+        raise ValueError("both target and guide need at least one layer to pair")
+    if len(t) >= len(g):
+        return [(t[math.ceil((j + 1) * len(t) / len(g)) - 1], g[j]) for j in range(len(g))]
+    return [(t[i], g[math.ceil((i + 1) * len(g) / len(t)) - 1]) for i in range(len(t))]
+
+
+def cka_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``1 - linear CKA`` on flattened activations, differentiable in ``a`` (float32)."""
+    return 1 - linear_cka(a.float(), b.float(), differentiable=True)
+
+
+class Guidance:
+    """The alignment term, as an ``extra_loss`` for :func:`workbench.train.fit`.
+
+    Args:
+        guide: the frozen guide network (trained or freshly initialized).
+        target: the network being trained (its layers are hooked while ``fit`` runs).
+        pairs: ``None`` for :func:`uniform_pairs` over the default layers, or an explicit list of
+            ``(target_layer, guide_layer)`` names.
+        alpha: weight of the alignment term.
+        distance: ``fn(target_act, guide_act) -> scalar``; default ``1 - linear CKA``.
+        steps: apply guidance only during the first ``steps`` training steps (``None``: always).
+        target_layers, guide_layers: the layers that :func:`uniform_pairs` spreads (default: the blocks).
+    """
+
+    def __init__(self, guide: nn.Module, target: nn.Module, pairs: Sequence[tuple[str, str]] | None = None,
+                 alpha: float = 1.0, distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cka_distance,
+                 steps: int | None = None, target_layers: Sequence[str] | None = None,
+                 guide_layers: Sequence[str] | None = None):
+        if pairs is None:
+            t = resolve_names(target, target_layers) if target_layers is not None else default_layers(target)
+            g = resolve_names(guide, guide_layers) if guide_layers is not None else default_layers(guide)
+            pairs = uniform_pairs(t, g)
+        pairs = [tuple(p) for p in pairs]
+        if not pairs:
+            raise ValueError("pairs is empty: give at least one (target_layer, guide_layer) pair")
+        try:
+            resolve_names(target, [p[0] for p in pairs])
+        except ValueError as e:
+            raise ValueError(f"target layer: {e}") from None
+        try:
+            resolve_names(guide, [p[1] for p in pairs])
+        except ValueError as e:
+            raise ValueError(f"guide layer: {e}") from None
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        self.guide, self.target, self.pairs = guide, target, pairs
+        self.alpha, self.distance, self.steps = alpha, distance, steps
+        self.calls = 0
+        self._acts: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+        self.__qualname__ = f"Guidance(alpha={alpha}, pairs={len(pairs)}, steps={steps})"
+
+    # fit() calls attach/detach around training
+    def attach(self, model: nn.Module) -> None:
+        if model is not self.target:
+            raise ValueError("this Guidance was built for another target model")
+        self.detach()
+        p = next(model.parameters(), None)
+        if p is not None:
+            self.guide.to(p.device)
+        modules = dict(model.named_modules())
+        for name in {p[0] for p in self.pairs}:
+            def hook(_m, _i, out, name=name):
+                self._acts[name] = out[0] if isinstance(out, (tuple, list)) else out
+            self._handles.append(modules[name].register_forward_hook(hook))
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._acts = {}
+
+    @torch.no_grad()
+    def guide_activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        from ..probe import run_with_cache
+
+        was = self.guide.training
+        self.guide.eval()
+        try:
+            _, cache = run_with_cache(self.guide, x, sorted({p[1] for p in self.pairs}))
+        finally:
+            self.guide.train(was)
+        return cache
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor):
+        self.calls += 1
+        zero = logits.new_zeros(())
+        if self.alpha == 0 or (self.steps is not None and self.calls > self.steps):
+            return zero, {"align": zero.detach(), "cka": zero.detach()}
+        if not self._handles:
+            raise RuntimeError("Guidance is not attached to the target: pass it to wb.fit(extra_loss=...), "
+                               "which attaches it, or call attach(target) first")
+        guide_acts = self.guide_activations(x)
+        dists = torch.stack([self.distance(self._acts[t], guide_acts[g]) for t, g in self.pairs])
+        term = self.alpha * dists.sum()
+        return term, {"align": term.detach(), "cka": (1 - dists.detach()).mean()}
