@@ -99,3 +99,24 @@ def test_similarity_matrix_streams_and_matches_itself():
         sim.similarity_matrix(model, model, data, layers, layers, batch_size=2)
     fig = wb.viz.similarity_heatmap(m)
     assert fig.data[0].type == "heatmap"
+
+
+def test_similarity_matrix_matches_float64_minibatch_cka():
+    torch.manual_seed(0)
+    a, b = wb.create_model("resnet8", width=8).eval(), wb.create_model("resnet8", width=8).eval()
+    data = wb.load("shapes", "test", subset=200)
+    m = sim.similarity_matrix(a, b, data, ["layer1", "layer3"], ["layer2"], batch_size=100)
+    acc = sim.MinibatchCKA()
+    for i in range(0, 200, 100):
+        x = data.normalize(data.images[i:i + 100])
+        _, ca = wb.run_with_cache(a, x, ["layer1"])
+        _, cb = wb.run_with_cache(b, x, ["layer2"])
+        acc.update(ca["layer1"], cb["layer2"])
+    assert abs(m.loc["layer1", "layer2"] - float(acc.compute())) < 1e-5
+
+
+def test_gram_backward_is_exact():
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(sim.gram_linear, (x,))
+    y = torch.randn(6, 5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda a: sim.linear_cka(a, y, differentiable=True), (x,))

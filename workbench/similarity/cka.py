@@ -20,12 +20,23 @@ import warnings
 import torch
 
 
+def flatten_examples(x: torch.Tensor) -> torch.Tensor:
+    """``(n, ...)`` to ``(n, d)`` without a copy where possible.
+
+    Linear kernels only see inner products between examples, which do not depend on the order
+    of the features, so a channels-last feature map is flattened in its memory order.
+    """
+    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        x = x.permute(0, 2, 3, 1)
+    return x.reshape(x.shape[0], -1)
+
+
 def _features(x: torch.Tensor, name: str, differentiable: bool) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         x = torch.as_tensor(x)
     if x.ndim < 2:
         raise ValueError(f"{name} must have shape (n, ...) with one row per example, got {tuple(x.shape)}")
-    x = x.reshape(x.shape[0], -1)
+    x = flatten_examples(x)
     return x if differentiable else x.detach().to(torch.float64)
 
 
@@ -37,8 +48,23 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor, min_n: int = 2) -> None:
                          + ("; the unbiased estimator divides by n - 3" if min_n == 4 else ""))
 
 
+class _Gram(torch.autograd.Function):
+    """``X Xᵀ`` whose backward is one product, ``(G + Gᵀ) X``, instead of autograd's two."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x @ x.T
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return (g + g.T) @ x
+
+
 def gram_linear(x: torch.Tensor) -> torch.Tensor:
-    return x @ x.T
+    """``X Xᵀ`` for ``X`` of shape (n, d)."""
+    return _Gram.apply(x) if x.requires_grad else x @ x.T
 
 
 def gram_rbf(x: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
