@@ -1,0 +1,89 @@
+"""One table of bad inputs and the exact error each gets: the argument, what was expected, the fix."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import workbench as wb
+from workbench import bn_only, config, similarity
+from workbench.data import DataUnavailableError, ImageDataset, Loader
+from workbench.guidance import Guidance
+from workbench.train import CheckpointError
+from workbench.train.checkpoint import load_model, save_model
+
+
+def _shapes():
+    return wb.load("shapes", "test", subset=64)
+
+
+def _checkpoint_of_other_architecture(tmp_path):
+    save_model(wb.create_model("resnet8", num_classes=4), tmp_path / "m")
+    load_model(tmp_path / "m", model=wb.create_model("resnet8", num_classes=10))
+
+
+def _no_source(tmp_path, monkeypatch):
+    from workbench.data import sources
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sources.FASHION_MNIST, "debian", tmp_path / "none")
+    wb.load("fashion_mnist")
+
+
+CASES = [
+    ("unknown model", lambda t, m: wb.create_model("resnet21"), ValueError,
+     r"unknown model 'resnet21'.*valid names: .*resnet20"),
+    ("unknown model argument", lambda t, m: wb.create_model("resnet20", widht=8), TypeError,
+     r"resnet20 got unknown argument\(s\) widht; it takes: num_classes, in_chans, width"),
+    ("unknown dataset", lambda t, m: wb.load("cifar100"), ValueError,
+     r"unknown dataset 'cifar100'; valid names: cifar10, fashion_mnist, shapes"),
+    ("unknown policy", lambda t, m: bn_only.configure(wb.create_model("resnet8"), "bn"), ValueError,
+     r"unknown policy 'bn'; choose one of bn_only, full, random_per_channel, random_anywhere"),
+    ("unknown layer", lambda t, m: wb.run_with_cache(wb.create_model("resnet8"), torch.zeros(1, 3, 32, 32), ["layer4"]),
+     ValueError, r"no module named 'layer4' in CifarResNet; available hook points: stem, layer1"),
+    ("uint8 images to a model", lambda t, m: wb.create_model("resnet8")(torch.zeros(1, 3, 32, 32, dtype=torch.uint8)),
+     TypeError, r"expects float images, got dtype torch.uint8; convert uint8 images with wb.data.to_float"),
+    ("wrong channel count", lambda t, m: wb.create_model("resnet8")(torch.zeros(2, 1, 32, 32)), ValueError,
+     r"expects images of shape \[batch, 3, H, W\], got \(2, 1, 32, 32\); create the model with in_chans=1"),
+    ("channels-last images in a dataset", lambda t, m: ImageDataset(torch.zeros(2, 8, 8, 3, dtype=torch.uint8),
+     torch.zeros(2, dtype=torch.int64), ["a"]), ValueError, r"channels look last: use images.permute\(0, 3, 1, 2\)"),
+    ("labels outside the classes", lambda t, m: ImageDataset(torch.zeros(2, 3, 8, 8, dtype=torch.uint8),
+     torch.tensor([0, 5]), ["a", "b"]), ValueError, r"labels range over 0..5 but there are 2 classes"),
+    ("class count differs from the data", lambda t, m: wb.fit(wb.create_model("resnet8", num_classes=5), _shapes(),
+     progress=False), ValueError, r"the model predicts 5 classes but shapes has 10; create the model with num_classes=10"),
+    ("no BatchNorm for bn_only", lambda t, m: bn_only.configure(wb.create_model("mlp", depth=2, width=8), "bn_only"),
+     ValueError, r"MLP has no BatchNorm layer with affine parameters"),
+    ("k above the fan-in", lambda t, m: bn_only.configure(wb.create_model("resnet8"), "random_per_channel", k=28),
+     ValueError, r"k=28 weights per output channel is more than the fan-in of stem.0.weight \(27 inputs"),
+    ("guide layer that does not exist", lambda t, m: Guidance(wb.create_model("resnet8"), wb.create_model("mlp"),
+     pairs=[("layers.0", "layer7")]), ValueError, r"guide layer: no module named 'layer7'"),
+    ("too few examples for unbiased CKA", lambda t, m: similarity.linear_cka(torch.randn(3, 4), torch.randn(3, 4),
+     debiased=True), ValueError, r"need at least 4 examples, got 3; the unbiased estimator divides by n - 3"),
+    ("examples that do not match", lambda t, m: similarity.linear_cka(torch.randn(10, 4), torch.randn(9, 4)),
+     ValueError, r"X has 10 examples and Y has 9"),
+    ("unknown optimizer", lambda t, m: wb.fit(wb.create_model("resnet8"), _shapes(), optimizer="lion", progress=False),
+     ValueError, r"unknown optimizer 'lion'; choose one of sgd, adam, adamw"),
+    ("unknown augmentation", lambda t, m: Loader(_shapes(), augment="mixup"), ValueError,
+     r"unknown augment 'mixup'; choose one of"),
+    ("unknown mode", lambda t, m: config.set_mode("fast"), ValueError,
+     r"unknown mode 'fast': expected one of smoke, laptop, paper"),
+    ("checkpoint of another architecture", lambda t, m: _checkpoint_of_other_architecture(t), CheckpointError,
+     r"shape differs: fc.weight: model \(10, 64\) vs checkpoint .*create the model with the same name and arguments"),
+    ("no data source", _no_source, DataUnavailableError,
+     r"no source of 'fashion_mnist' \(train\) could be reached. To fix: .*apt-get install dataset-fashion-mnist"),
+]
+
+
+@pytest.mark.parametrize("what,call,error,message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_a_clear_error_and_writes_nothing(what, call, error, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    before = set(p for p in tmp_path.rglob("*"))
+    with pytest.raises(error, match=message):
+        call(tmp_path, monkeypatch)
+    after = set(p for p in tmp_path.rglob("*")) - before
+    partial = [p for p in after if p.suffix == ".tmp"]
+    assert not partial, f"{what}: left partial files {partial}"
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 15
