@@ -72,24 +72,27 @@ def main() -> None:
             continue
         torch.manual_seed(args.seed)
         lone = bn_only.init_batchnorm(CifarResNet(depth), "pytorch")
-        packed = PackedCifarResNet(depth, len(args.policies)).load_members([lone] * len(args.policies))
-        summaries, kw = bn_only.configure_packed(packed, args.policies, train_output=args.train_output, seed=args.seed)
         compile_mode = None if args.compile == "none" or dev.type != "cuda" else args.compile
+
+        def train_packed(compile_mode):
+            """A fresh packed model from ``lone`` (so a failed compile leaves no half-trained state), trained."""
+            packed = PackedCifarResNet(depth, len(args.policies)).load_members([lone] * len(args.policies))
+            summaries, kw = bn_only.configure_packed(packed, args.policies, train_output=args.train_output,
+                                                     seed=args.seed)
+            res = wb.fit(packed, train, test, seed=args.seed, precision=args.precision, compile=compile_mode or False,
+                         eval_every=args.eval_every, progress=False,
+                         stop_after_seconds=deadline - time.perf_counter() - 20, max_steps=args.max_steps,
+                         **recipe, **kw)
+            return res, summaries
+
         t0 = time.perf_counter()
         try:
-            res = wb.fit(packed, train, test, seed=args.seed, precision=args.precision, compile=compile_mode or False,
-                         eval_every=args.eval_every, progress=False, stop_after_seconds=left - 20,
-                         max_steps=args.max_steps, **recipe, **kw)
+            res, summaries = train_packed(compile_mode)
         except Exception as e:  # a compiler failure must not lose the run: train eagerly instead
             if compile_mode is None:
                 raise
             print(f"compile failed ({type(e).__name__}: {str(e)[:300]}); training eagerly", flush=True)
-            packed = PackedCifarResNet(depth, len(args.policies)).load_members([lone] * len(args.policies))
-            summaries, kw = bn_only.configure_packed(packed, args.policies, train_output=args.train_output,
-                                                     seed=args.seed)
-            res = wb.fit(packed, train, test, seed=args.seed, precision=args.precision, eval_every=args.eval_every,
-                         progress=False, stop_after_seconds=deadline - time.perf_counter() - 20,
-                         max_steps=args.max_steps, **recipe, **kw)
+            res, summaries = train_packed(None)
         wall = time.perf_counter() - t0
         h = res.history
         ev = wb.evaluate(res.model, test)

@@ -35,6 +35,18 @@ def _reset_overrides():
     config._overrides.update(saved)
 
 
+@pytest.fixture
+def no_data_source(monkeypatch, tmp_path):
+    """No mirror, no Debian package, no hub: every loader must fail with its one message."""
+    from workbench.data import sources
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sources.FASHION_MNIST, "debian", tmp_path / "nothing")
+    return tmp_path
+
+
 def have_mirror(name: str) -> bool:
     d = os.environ.get("WORKBENCH_DATA_DIR")
     return bool(d) and (Path(d) / name / "train.parquet").is_file()

@@ -53,8 +53,8 @@ def _canonical(obj: Any) -> Any:
         return _canonical(obj.item())
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
-        return {"tensor_sha256": hashlib.sha256(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes()).hexdigest(),
-                "shape": list(t.shape), "dtype": str(t.dtype)}
+        return {"tensor_sha256": hashlib.sha256(_tensor_bytes(t)).hexdigest(), "shape": list(t.shape),
+                "dtype": str(t.dtype)}
     raise TypeError(
         f"cache key contains a {type(obj).__name__}, which has no stable text form; "
         "use numbers, strings, lists, dicts, paths or tensors in the key"

@@ -24,7 +24,6 @@ def _checkpoint_of_other_architecture(tmp_path):
 def _no_source(tmp_path, monkeypatch):
     from workbench.data import sources
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sources.FASHION_MNIST, "debian", tmp_path / "none")
     wb.load("fashion_mnist")

@@ -64,11 +64,8 @@ def test_fashion_mnist_from_debian(monkeypatch):
     assert ds.source.startswith("debian")
 
 
-def test_missing_source_gives_one_message(monkeypatch, tmp_path):
-    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(sources.FASHION_MNIST, "debian", tmp_path / "nothing")
+def test_missing_source_gives_one_message(no_data_source):
+    tmp_path = no_data_source
     with pytest.raises(DataUnavailableError) as e:
         wb.load("fashion_mnist", "train")
     msg = str(e.value)

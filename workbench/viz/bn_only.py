@@ -48,18 +48,17 @@ def disabled_by_layer(tables: dict[str, pd.DataFrame], title: str | None = None)
 def attribution_grid(images: torch.Tensor, maps: dict[str, torch.Tensor], classes: list[str] | None = None,
                      labels: torch.Tensor | None = None, title: str | None = None):
     """Rows: the images, then one row of attribution maps per model."""
-    import numpy as np
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
+    from .figures import to_rgb_array
 
     n = len(images)
     rows = 1 + len(maps)
     names = [classes[int(labels[i])] if classes is not None and labels is not None else "" for i in range(n)]
     names += [f"{k}" if i == 0 else "" for k in maps for i in range(n)]
     fig = make_subplots(rows=rows, cols=n, subplot_titles=names, horizontal_spacing=0.01, vertical_spacing=0.05)
-    arr = images.cpu().permute(0, 2, 3, 1).numpy()
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, -1)
+    arr = to_rgb_array(images)
     for i in range(n):
         fig.add_trace(go.Image(z=arr[i], hoverinfo="skip"), row=1, col=i + 1)
         for r, m in enumerate(maps.values()):

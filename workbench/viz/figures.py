@@ -7,6 +7,12 @@ import numpy as np
 import torch
 
 
+def to_rgb_array(images: torch.Tensor) -> np.ndarray:
+    """``[N, C, H, W]`` images (1 or 3 channels) as ``[N, H, W, 3]`` NumPy arrays for ``go.Image``."""
+    arr = images.detach().cpu().permute(0, 2, 3, 1).numpy()
+    return np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr
+
+
 def image_grid(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None = None,
                classes: Sequence[str] | None = None, cols: int = 8, title: str | None = None,
                predictions: Sequence[int] | torch.Tensor | None = None):
@@ -30,9 +36,7 @@ def image_grid(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None
         names.append(t)
     fig = make_subplots(rows=rows, cols=min(cols, n), subplot_titles=names, horizontal_spacing=0.01,
                         vertical_spacing=0.06)
-    arr = images.cpu().permute(0, 2, 3, 1).numpy()
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
+    arr = to_rgb_array(images)
     for i in range(n):
         fig.add_trace(go.Image(z=arr[i], hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(visible=False)
