@@ -5,7 +5,9 @@
    computed by ``wb.similarity.similarity_matrix`` and by the PyPI package ``torch-cka``
    (``pip install torch-cka``); prints both times, the ratio and the largest difference.
 2. A guided training step (plain-20 target, ResNet-20 guide, 1 - linear CKA on every block
-   pair) against a plain step of the same target; prints the ratio.
+   pair) against a plain step of the same target, with the alignment term in float32 and in
+   the default mixed precision (bfloat16 guide forward and Gram products, float32 rest);
+   prints the ratios and how far the two precisions' terms and gradients differ.
 
 Run:  WORKBENCH_DATA_DIR=../shared/data python benchmarks/bench_similarity.py
 Goals (issue 4): part 1 at least 2x faster than torch-cka; part 2 at most 1.5x a plain step.
@@ -63,20 +65,20 @@ def part2(steps: int, batch: int) -> None:
     loader = wb.data.Loader(train, batch_size=batch, augment="crop_flip", device="cpu", channels_last=True)
     batches = list(loader)
 
-    def run(guided: bool) -> float:
+    def run(precision: str | None) -> float:
         torch.manual_seed(0)
         target = wb.create_model("plain20").to(memory_format=torch.channels_last)
         guide = wb.create_model("resnet20").to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(target.parameters(), lr=0.05, momentum=0.9)
-        g = wb.guidance.Guidance(guide, target, alpha=1.0)
-        if guided:
+        g = wb.guidance.Guidance(guide, target, alpha=1.0, precision=precision or "fp32")
+        if precision:
             g.attach(target)
         total = 0.0
         for i, (x, y) in enumerate(batches):
             t = time.perf_counter()
             logits = target(x)
             loss = F.cross_entropy(logits, y)
-            if guided:
+            if precision:
                 loss = loss + g(target, x, y, logits)[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -86,11 +88,30 @@ def part2(steps: int, batch: int) -> None:
         g.detach()
         return total / (len(batches) - 3)
 
-    plain, guided = run(False), run(True)
-    print(f"2. training step, plain20 target, batch {batch} ({len(batches) - 3} timed steps):")
-    print(f"   plain step                       {1000 * plain:7.0f} ms")
-    print(f"   guided step (ResNet-20 guide, 9 block pairs, 1 - linear CKA)  {1000 * guided:7.0f} ms")
-    print(f"   ratio                            {guided / plain:7.2f}x   (goal <= 1.5x)")
+    def agreement() -> tuple[float, float]:
+        torch.manual_seed(0)
+        target, guide = wb.create_model("plain20"), wb.create_model("resnet20")
+        x = batches[0][0]
+        terms, grads = [], []
+        for precision in ("fp32", "bf16"):
+            g = wb.guidance.Guidance(guide, target, precision=precision)
+            g.attach(target)
+            target.zero_grad()
+            term = g(target, x, None, target(x))[0]
+            term.backward()
+            g.detach()
+            terms.append(float(term.detach()))
+            grads.append(torch.cat([p.grad.flatten().double() for p in target.parameters() if p.grad is not None]))
+        return abs(terms[0] - terms[1]), float(F.cosine_similarity(grads[0], grads[1], dim=0))
+
+    plain, fp32, bf16 = run(None), run("fp32"), run("bf16")
+    dterm, cos = agreement()
+    print(f"2. training step, plain20 target, ResNet-20 guide, 9 block pairs, 1 - linear CKA, batch {batch} "
+          f"({len(batches) - 3} timed steps):")
+    print(f"   plain step                               {1000 * plain:7.0f} ms")
+    print(f"   guided step, precision='fp32'            {1000 * fp32:7.0f} ms   {fp32 / plain:5.2f}x")
+    print(f"   guided step, precision='bf16' (default)  {1000 * bf16:7.0f} ms   {bf16 / plain:5.2f}x   (goal <= 1.5x)")
+    print(f"   bf16 vs fp32 alignment term: |difference| {dterm:.1e}, gradient cosine {cos:.6f}")
 
 
 def main() -> None:

@@ -120,3 +120,14 @@ def test_gram_backward_is_exact():
     assert torch.autograd.gradcheck(sim.gram_linear, (x,))
     y = torch.randn(6, 5, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda a: sim.linear_cka(a, y, differentiable=True), (x,))
+
+
+def test_centered_gram_is_the_centered_gram_with_an_exact_backward():
+    x = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(sim.gram_centered(x, torch.float64), sim.center_gram(x.detach() @ x.detach().T))
+    assert torch.autograd.gradcheck(lambda a: sim.gram_centered(a, torch.float64).double(), (x,))
+    # bfloat16 products of centered features keep the Gram matrix to bfloat16's resolution
+    a = torch.randn(64, 4096).relu() + 3.0  # a large mean, which a raw Gram matrix would cancel badly
+    exact = sim.center_gram(a.double() @ a.double().T)
+    low = sim.gram_centered(a, torch.bfloat16).double()
+    assert float(torch.linalg.norm(low - exact) / torch.linalg.norm(exact)) < 1e-2

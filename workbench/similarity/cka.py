@@ -67,6 +67,35 @@ def gram_linear(x: torch.Tensor) -> torch.Tensor:
     return _Gram.apply(x) if x.requires_grad else x @ x.T
 
 
+class _CenteredGram(torch.autograd.Function):
+    """``Xc Xcᵀ`` with ``Xc = X - mean(X)`` over examples, the matrix products in ``dtype``
+    (float32 accumulation, as bfloat16 matmuls do on CPU and CUDA); the result is float32."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        xc = (x - x.mean(0)).to(dtype)
+        ctx.save_for_backward(xc)
+        ctx.x_dtype = x.dtype
+        return (xc @ xc.T).to(torch.promote_types(dtype, torch.float32))
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        (xc,) = ctx.saved_tensors
+        gx = ((g + g.T).to(xc.dtype) @ xc).to(ctx.x_dtype)
+        return gx - gx.mean(0), None
+
+
+def gram_centered(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The centered linear Gram matrix of float features ``x`` (n, d), computed from centered
+    features so that low-precision products (``dtype=torch.bfloat16``) lose no accuracy to
+    the cancellation that centering a raw Gram matrix would cause. Float32 or float64 out;
+    differentiable in ``x``."""
+    if x.requires_grad:
+        return _CenteredGram.apply(x, dtype)
+    xc = (x - x.mean(0)).to(dtype)
+    return (xc @ xc.T).to(torch.promote_types(dtype, torch.float32))
+
+
 def gram_rbf(x: torch.Tensor, threshold: float = 1.0) -> torch.Tensor:
     """RBF Gram matrix whose bandwidth is ``threshold`` times the median pairwise distance
     (``sigma² = threshold² · median of squared distances``, the median over all n² entries)."""
