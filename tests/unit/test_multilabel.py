@@ -83,3 +83,34 @@ def test_bundled_predictions_only_count_when_aligned():
     assert ml.real_accuracy(p.labels, order="sorted") < 0.01
     by_size = ml.accuracy_by_set_size(p.labels, p.filenames)
     assert by_size["images"].sum() == ml.N_VAL
+
+
+def test_predict_imagenet_on_a_tiny_generated_folder(tmp_path):
+    import torch
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "n01440764").mkdir()
+    for k in (3, 1, 2):  # written out of order, one in a sub-folder
+        folder = tmp_path / "n01440764" if k == 2 else tmp_path
+        arr = rng.integers(0, 256, (40 + 10 * k, 50, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(folder / ml.val_filename(k - 1))
+    (tmp_path / "notes.txt").write_text("not an image")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 1000))
+    p = ml.predict_imagenet(model, tmp_path, topk=3, batch_size=2, resize=36, crop=32, device="cpu", progress=False)
+    assert sorted(p.filenames) == [ml.val_filename(i) for i in range(3)] and p.labels.shape == (3, 3)
+    for name, top in zip(p.filenames, p.labels):
+        found = next(tmp_path.rglob(str(name)))
+        with Image.open(found) as im:
+            x = ml.preprocess(im, 36, 32)
+        assert x.shape == (3, 32, 32)
+        assert top.tolist() == model(x[None]).topk(3).indices[0].tolist()
+    # the result feeds the metrics directly, aligned by name
+    sets = ml.LabelSets.from_lists([[int(t[0])] for t in p.labels], p.filenames)
+    assert ml.real_accuracy(p.labels, p.filenames, labels=sets, k=3) == 1.0
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        ml.predict_imagenet(model, tmp_path / "missing", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no ILSVRC2012_val"):
+        ml.predict_imagenet(model, tmp_path / "empty", progress=False)

@@ -37,6 +37,8 @@ FILES: dict[str, tuple[str, str | None]] = {
     "imagenetv2_refined_labels.json": ("1114aaef3180d0d462ffc9942026855ad0997f4e4aad91123097fed86b85d31d", None),
     "imagenetv2_matched_frequency_manifest.json": ("ca1ebce4c2f450835a8640ed447304d3d4318647f3930d7ba752b12ee692728d",
                                                    None),
+    "multilabelfy_label_indices_to_wordnet_ids.json": (
+        "bd68c5fb912acb5def469a01f7843f8a3597f5afc126233ed9ed6c6e9a980184", None),
     "imagenet-simple-labels.json": ("987705581d9446328498f950454a1cc7d8dfc578a8243d8bfdcd2588a6905aae",
                                     "https://raw.githubusercontent.com/anishathalye/imagenet-simple-labels/master/"
                                     "imagenet-simple-labels.json"),

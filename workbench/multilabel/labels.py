@@ -226,3 +226,115 @@ def labels_from_scores(threshold: float = 0.8, scores: pd.DataFrame | None = Non
     idx, lab = idx[order], lab[order]
     indptr = np.searchsorted(idx, np.arange(N_VAL + 1))
     return LabelSets(val_filenames(), indptr, lab, source=f"ReaL scores >= {threshold}")
+
+
+def wordnet_ids(download: bool = False) -> list[str]:
+    """The 1,000 WordNet ids in class-index order (index 0 = n01440764, tench)."""
+    obj = _read_json("multilabelfy_label_indices_to_wordnet_ids.json", download)
+    if not isinstance(obj, dict) or sorted(obj, key=lambda k: int(k) if str(k).isdigit() else -1) != \
+            [str(i) for i in range(N_CLASSES)]:
+        raise ValueError("the WordNet id map must be a JSON object with keys '0' ... '999'")
+    return [str(obj[str(i)]) for i in range(N_CLASSES)]
+
+
+def class_names(download: bool = False) -> list[str]:
+    """Short human-readable names of the 1,000 classes (imagenet-simple-labels)."""
+    obj = _read_json("imagenet-simple-labels.json", download)
+    if not isinstance(obj, list) or len(obj) != N_CLASSES:
+        raise ValueError("imagenet-simple-labels.json must hold a list of 1000 names")
+    return [str(x) for x in obj]
+
+
+def parse_imagenetv2(refined, manifest, wnids: Sequence[str], source: str = "ImageNetV2") -> tuple[LabelSets, np.ndarray]:
+    """ImageNetV2 MatchedFrequency: the refined label sets (Anzaku et al.) and the original
+    single labels from the dataset's manifest, both in the manifest's image order."""
+    if not isinstance(refined, dict):
+        raise ValueError(f"{source} refined labels must be a JSON object from image file name to label list")
+    files = manifest.get("image_filenames") if isinstance(manifest, dict) else None
+    if not isinstance(files, list) or any(not isinstance(f, (list, tuple)) or len(f) != 2 for f in files):
+        raise ValueError(f"{source} manifest must hold 'image_filenames' as a list of [image id, WordNet id] pairs")
+    index = {w: i for i, w in enumerate(wnids)}
+    by_id = {str(k).rsplit(".", 1)[0]: v for k, v in refined.items()}
+    lists, original, names = [], [], []
+    for image, wnid in files:
+        if wnid not in index:
+            raise ValueError(f"{source} manifest: {wnid!r} is not an ImageNet-1k WordNet id")
+        labels = by_id.get(str(image))
+        if labels is None:
+            raise ValueError(f"{source}: image {image} of the manifest has no refined label list")
+        try:
+            lists.append([int(x) for x in labels])
+        except (TypeError, ValueError):
+            raise ValueError(f"{source}: labels of image {image} are not class indices: {labels!r}") from None
+        original.append(index[wnid])
+        names.append(f"{image}.jpeg")
+    return LabelSets.from_lists(lists, names, source=source), np.asarray(original, dtype=np.int64)
+
+
+def imagenetv2_labels(download: bool = False) -> tuple[LabelSets, np.ndarray]:
+    """``(label sets, original labels)`` of the 10,000 ImageNetV2 MatchedFrequency images."""
+    return parse_imagenetv2(_read_json("imagenetv2_refined_labels.json", download),
+                            _read_json("imagenetv2_matched_frequency_manifest.json", download), wordnet_ids(download))
+
+
+def parse_mturk(obj, source: str = "cleanlab_mturk.json") -> pd.DataFrame:
+    if not isinstance(obj, list):
+        raise ValueError(f"{source} must hold a list of records")
+    rows = []
+    for i, r in enumerate(obj):
+        try:
+            votes = r["mturk"]
+            row = dict(index=int(r["id"]) - 1, given=int(r["given_original_label"]), guessed=int(r["our_guessed_label"]),
+                       **{f"votes_{k}": int(votes[k]) for k in ("given", "guessed", "neither", "both")})
+        except (TypeError, KeyError, ValueError) as e:
+            raise ValueError(f"{source}: record {i} lacks a field or has a wrong type ({e!r}); each record needs id, "
+                             "given_original_label, our_guessed_label and mturk votes given/guessed/neither/both") from None
+        if not 0 <= row["index"] < N_VAL or not (0 <= row["given"] < N_CLASSES and 0 <= row["guessed"] < N_CLASSES):
+            raise ValueError(f"{source}: record {i} has an image id or class outside the valid range")
+        if min(row[k] for k in row if k.startswith("votes_")) < 0:
+            raise ValueError(f"{source}: record {i} has a negative vote count")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.insert(0, "filename", [val_filename(i) for i in df["index"]])
+    return df
+
+
+def mturk_votes(download: bool = False) -> pd.DataFrame:
+    """Mechanical Turk votes on 5,440 suspected label errors (Northcutt et al. 2021): for each
+    image its given label, the model's guess and the votes for given / guessed / neither / both."""
+    return parse_mturk(_read_json("cleanlab_mturk.json", download))
+
+
+TIMM_TABLES = {"val": "results-imagenet.csv", "real": "results-imagenet-real.csv",
+               "v2": "results-imagenetv2-matched-frequency.csv"}
+
+
+def parse_timm(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    need = {"model", "img_size", "top1", "top5"}
+    out = None
+    for name, df in tables.items():
+        if not need <= set(df.columns):
+            raise ValueError(f"timm table {name!r} lacks columns {sorted(need - set(df.columns))}")
+        d = df[["model", "img_size", "top1", "top5"] + (["param_count"] if name == "val" else [])].copy()
+        for c in ("top1", "top5"):
+            d[c] = pd.to_numeric(d[c], errors="coerce") / 100
+            if d[c].isna().any() or not d[c].between(0, 1).all():
+                raise ValueError(f"timm table {name!r}: column {c} must hold percentages in [0, 100]")
+        if name == "val":
+            d["param_count"] = pd.to_numeric(d["param_count"].astype(str).str.replace(",", ""), errors="coerce")
+        d = d.rename(columns={"top1": f"top1_{name}", "top5": f"top5_{name}"})
+        out = d if out is None else out.merge(d, on=["model", "img_size"], how="inner")
+    return out.reset_index(drop=True)
+
+
+def timm_results(download: bool = False) -> pd.DataFrame:
+    """timm's results of about 1,300 pretrained models on ImageNet val, ReaL and ImageNetV2
+    (one row per model and input size; accuracies as fractions)."""
+    tables = {}
+    for name, fname in TIMM_TABLES.items():
+        path = locate(f"timm_results/{fname}", download)
+        try:
+            tables[name] = pd.read_csv(path)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+            raise ValueError(f"{path} is not a readable CSV table ({e})") from None
+    return parse_timm(tables)
