@@ -25,17 +25,42 @@ def pause_at_step(model, x, y, logits):
     return torch.zeros((), device=logits.device)
 
 
+class GuidedPause:
+    """Guidance plus the hang point of :func:`pause_at_step`."""
+
+    def __init__(self, guidance):
+        self.g = guidance
+
+    def attach(self, model):
+        self.g.attach(model)
+
+    def detach(self):
+        self.g.detach()
+
+    def set_step(self, step):
+        self.g.set_step(step)
+
+    def __call__(self, model, x, y, logits):
+        pause_at_step(model, x, y, logits)
+        return self.g(model, x, y, logits)
+
+
 def train(ckpt: str, policy: str, out: str | None) -> None:
     import workbench as wb
 
     train_ds = wb.load("shapes", "train", subset=768)
     torch.manual_seed(0)
     model = wb.create_model("resnet8", width=8)
-    kw = {}
-    if policy != "none":
+    kw, extra = {}, pause_at_step
+    if policy == "guided":  # a ResNet guide for a plain net, guidance only for the first 7 steps
+        torch.manual_seed(1)
+        guide = wb.create_model("resnet8", width=8)
+        model = wb.create_model("plain8", width=8)
+        extra = GuidedPause(wb.guidance.Guidance(guide, model, alpha=1.0, steps=7))
+    elif policy != "none":
         kw = wb.bn_only.configure(model, policy, seed=0).fit_kwargs()
     res = wb.fit(model, train_ds, epochs=2, batch_size=128, lr=0.1, weight_decay=1e-3, progress=False, seed=0,
-                 checkpoint_dir=ckpt or None, checkpoint_every=2, extra_loss=pause_at_step, **kw)
+                 checkpoint_dir=ckpt or None, checkpoint_every=2, extra_loss=extra, **kw)
     if out:
         from workbench.train.checkpoint import save_checkpoint
         save_checkpoint(Path(out), res.model, meta={"history": res.history.to_dict(orient="list")})

@@ -40,7 +40,7 @@ def run(args, env_extra=None, hang_marker=None, timeout=240):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["none", "bn_only", "random_per_channel"])
+@pytest.mark.parametrize("policy", ["none", "bn_only", "random_per_channel", "guided"])
 def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(policy, tmp_path):
     ref = tmp_path / "ref"
     r = run(["train", "", policy, str(ref)])
@@ -58,7 +58,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(policy, tmp_path):
         assert torch.equal(a[k], b[k]), f"{k} differs after kill and resume"
     ha = json.loads(Path(str(ref) + ".json").read_text())["history"]
     hb = json.loads((tmp_path / "resumed.json").read_text())["history"]
-    for col in ("epoch", "step", "lr", "train_loss", "train_acc"):
+    for col in ("epoch", "step", "lr", "train_loss", "train_acc") + (("align", "cka") if policy == "guided" else ()):
         assert ha[col] == hb[col], col
     # the optimizer state survived too: the last checkpoints of both runs hold equal momentum buffers
     last = latest_checkpoint(ckpt)

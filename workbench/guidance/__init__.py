@@ -104,6 +104,7 @@ class Guidance:
         self.alpha, self.distance, self.steps = alpha, distance, steps
         self.precision = precision
         self.calls = 0
+        self._step: int | None = None
         self._acts: dict[str, torch.Tensor] = {}
         self._handles: list = []
         self.__qualname__ = f"Guidance(alpha={alpha}, pairs={len(pairs)}, steps={steps})"
@@ -122,7 +123,12 @@ class Guidance:
                 self._acts[name] = out[0] if isinstance(out, (tuple, list)) else out
             self._handles.append(modules[name].register_forward_hook(hook))
 
+    def set_step(self, step: int) -> None:
+        """``fit`` reports the global step, so ``steps=`` counts training steps, also after a resume."""
+        self._step = step
+
     def detach(self) -> None:
+        self._step = None
         for h in self._handles:
             h.remove()
         self._handles = []
@@ -161,8 +167,9 @@ class Guidance:
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor):
         self.calls += 1
+        step = self._step if self._step is not None else self.calls - 1
         zero = logits.new_zeros(())
-        if self.alpha == 0 or (self.steps is not None and self.calls > self.steps):
+        if self.alpha == 0 or (self.steps is not None and step >= self.steps):
             return zero, {"align": zero.detach(), "cka": zero.detach()}
         if not self._handles:
             raise RuntimeError("Guidance is not attached to the target: pass it to wb.fit(extra_loss=...), "
@@ -171,3 +178,42 @@ class Guidance:
         dists = self._distances(guide_acts, torch.bfloat16 if self._low_precision(x) else torch.float32)
         term = self.alpha * dists.sum()
         return term, {"align": term.detach(), "cka": (1 - dists.detach()).mean()}
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's class and every tensor of its state (for cache keys)."""
+    import hashlib
+
+    from ..cache import _tensor_bytes
+
+    h = hashlib.sha256(type(model).__name__.encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(_tensor_bytes(t.detach().cpu()))
+    return h.hexdigest()[:16]
+
+
+def train_guided(target: str, train, test=None, *, guide: nn.Module | None = None, target_kwargs: dict | None = None,
+                 alpha: float = 1.0, pairs: Sequence[tuple[str, str]] | None = None, steps: int | None = None,
+                 precision: str = "bf16", seed: int = 0, cache: bool = True, **fit_kwargs):
+    """Train the registry model ``target`` with guidance from ``guide`` (``None``: unguided), cached.
+
+    The cache key holds the guide's fingerprint (its class and every weight), so a trained and an
+    untrained guide, or two differently trained ones, never share a result. Returns
+    :class:`workbench.train.TrainResult`; with guidance its history has ``align`` and ``cka``.
+
+    >>> res = wb.guidance.train_guided("mlp", train, test, guide=resnet, target_kwargs=dict(depth=8),
+    ...                                alpha=1.0, epochs=20, optimizer="adamw", lr=1e-3)   # doctest: +SKIP
+    """
+    from ..train import train_model
+
+    if guide is None:
+        return train_model(target, train, test, model_kwargs=target_kwargs, seed=seed, cache=cache, **fit_kwargs)
+
+    def setup(model: nn.Module) -> dict:
+        return {"extra_loss": Guidance(guide, model, pairs=pairs, alpha=alpha, steps=steps, precision=precision)}
+
+    key = {"guide": model_fingerprint(guide), "alpha": alpha, "pairs": [list(p) for p in pairs] if pairs else None,
+           "steps": steps, "precision": precision, "mapping": "round(i(T-1)/(G-1))"}
+    return train_model(target, train, test, model_kwargs=target_kwargs, seed=seed, cache=cache, setup=setup,
+                       setup_key=key, **fit_kwargs)

@@ -441,6 +441,9 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
                     g["lr"] = cur_lr
                 captured: dict[str, Any] = {}
 
+                if extra_loss is not None and hasattr(extra_loss, "set_step"):
+                    extra_loss.set_step(global_step)  # step-dependent terms stay exact across a resume
+
                 def closure():
                     opt.zero_grad(set_to_none=True)
                     with _autocast(dev, precision):
