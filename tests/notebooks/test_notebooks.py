@@ -17,7 +17,9 @@ PAPERS = ROOT.parent / "shared" / "papers.md"
 
 
 def catalog() -> list[dict]:
-    return yaml.safe_load((NB_DIR / "catalog.yml").read_text())["notebooks"]
+    from workbench.catalog import load_catalog
+
+    return load_catalog(NB_DIR / "catalog.yml")
 
 
 def test_catalog_and_notebooks_match():

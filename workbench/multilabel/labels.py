@@ -294,7 +294,8 @@ def parse_mturk(obj, source: str = "cleanlab_mturk.json") -> pd.DataFrame:
         if min(row[k] for k in row if k.startswith("votes_")) < 0:
             raise ValueError(f"{source}: record {i} has a negative vote count")
         rows.append(row)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=["index", "given", "guessed", "votes_given", "votes_guessed", "votes_neither",
+                                     "votes_both"])
     df.insert(0, "filename", [val_filename(i) for i in df["index"]])
     return df
 

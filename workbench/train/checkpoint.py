@@ -91,7 +91,10 @@ def _read_pair(sidecar: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise CheckpointError(f"{sidecar} is not a readable JSON sidecar ({e})") from e
     if not isinstance(meta, dict) or "tensors_file" not in meta or "tensors_sha256" not in meta:
         raise CheckpointError(f"{sidecar} is not a workbench checkpoint sidecar (no tensors_file / tensors_sha256)")
-    tfile = sidecar.parent / str(meta["tensors_file"])
+    name = meta["tensors_file"]
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise CheckpointError(f"{sidecar} names tensors_file {name!r}; it must be a plain file name next to the sidecar")
+    tfile = sidecar.parent / name
     try:
         data = tfile.read_bytes()
     except OSError as e:
@@ -174,12 +177,18 @@ def load_model(path: str | Path, model: nn.Module | None = None, device: torch.d
     """Load weights saved by :func:`save_model` into ``model``, or rebuild a registry model from the sidecar."""
     sidecar = Path(path).with_suffix(".json")
     if model is None:
-        try:
-            meta = json.loads(sidecar.read_text())
-            name, kwargs = meta["model_name"], meta.get("model_kwargs", {})
-        except (OSError, KeyError, json.JSONDecodeError, TypeError) as e:
-            raise CheckpointError(f"{sidecar} does not name a registry model; pass model= to load into") from e
+        tensors, meta = _read_pair(sidecar)
+        name, kwargs = meta.get("model_name"), meta.get("model_kwargs", {})
+        if not isinstance(name, str) or not isinstance(kwargs, dict):
+            raise CheckpointError(f"{sidecar} does not name a registry model; pass model= to load into")
         from ..models import create_model
+        try:
+            with torch.device("meta"):  # shapes only: a sidecar cannot make us allocate an absurd model
+                skeleton = create_model(name, **kwargs)
+        except Exception as e:  # noqa: BLE001 (whatever the arguments break, the file is at fault)
+            raise CheckpointError(f"{sidecar} names model {name!r} with arguments {kwargs}, which fail: {e}") from e
+        state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        load_state_checked(skeleton, state, f"checkpoint {sidecar.name}")  # names, shapes, dtypes, before building
         model = create_model(name, **kwargs)
     load_checkpoint(sidecar, model)
     return model.to(device)
