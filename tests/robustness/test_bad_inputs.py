@@ -6,6 +6,7 @@ import torch
 
 import workbench as wb
 from workbench import bn_only, config, similarity
+from workbench import multilabel as ml
 from workbench.data import DataUnavailableError, ImageDataset, Loader
 from workbench.guidance import Guidance
 from workbench.train import CheckpointError
@@ -68,6 +69,20 @@ CASES = [
      r"unknown mode 'fast': expected one of smoke, laptop, paper"),
     ("checkpoint of another architecture", lambda t, m: _checkpoint_of_other_architecture(t), CheckpointError,
      r"shape differs: fc.weight: model \(10, 64\) vs checkpoint .*create the model with the same name and arguments"),
+    ("predictions and file names of different lengths",
+     lambda t, m: ml.real_accuracy([1, 2, 3], [ml.val_filename(0)]), ValueError,
+     r"predictions \(3\) and filenames \(1\) differ in length: one file name per prediction"),
+    ("duplicated file names", lambda t, m: ml.real_accuracy([1, 2], [ml.val_filename(4)] * 2), ValueError,
+     r"filenames\[1\] = 'ILSVRC2012_val_00000005.JPEG' appears more than once"),
+    ("predictions without file names", lambda t, m: ml.real_accuracy([1, 2]), ValueError,
+     r"predictions without filenames are refused: pass the file name of each prediction, or order='sorted'"),
+    ("class index out of range", lambda t, m: ml.real_accuracy([1000], [ml.val_filename(0)]), ValueError,
+     r"predictions hold class indices outside 0..999"),
+    ("label file of the wrong shape", lambda t, m: ml.parse_real([[1], [2]]), ValueError,
+     r"real.json must hold a list of 50000 label lists \(one per validation image\), got list of length 2"),
+    ("a guide layer that does not exist",
+     lambda t, m: Guidance(wb.create_model("resnet8"), wb.create_model("plain8"), pairs=[("layer1.0", "layer7.0")]),
+     ValueError, r"guide layer: .*layer7.0"),
     ("no data source", _no_source, DataUnavailableError,
      r"no source of 'fashion_mnist' \(train\) could be reached. To fix: .*apt-get install dataset-fashion-mnist"),
 ]
