@@ -34,6 +34,10 @@ def val_indices(filenames: Sequence[str], argument: str = "filenames") -> np.nda
     names = np.asarray(filenames)
     if names.ndim != 1:
         raise ValueError(f"{argument} must be a 1-D sequence of file names, got shape {names.shape}")
+    out = _fast_val_indices(names)
+    if out is not None:
+        _check_unique(out, names, argument)
+        return out
     out = np.empty(len(names), dtype=np.int64)
     for i, n in enumerate(names):
         m = _VAL_NAME.match(str(n).replace("\\", "/").rsplit("/", 1)[-1])
@@ -42,6 +46,31 @@ def val_indices(filenames: Sequence[str], argument: str = "filenames") -> np.nda
             raise ValueError(f"{argument}[{i}] = {str(n)!r} is not an ImageNet validation file name "
                              f"(expected ILSVRC2012_val_00000001.JPEG ... ILSVRC2012_val_00050000.JPEG)")
         out[i] = k - 1
+    _check_unique(out, names, argument)
+    return out
+
+
+_PREFIX = np.array([ord(c) for c in "ILSVRC2012_val_"], dtype=np.uint32)
+_SUFFIX = np.array([ord(c) for c in ".JPEG"], dtype=np.uint32)
+
+
+def _fast_val_indices(names: np.ndarray) -> np.ndarray | None:
+    """Parse bare validation names as UTF-32 code points, all at once; ``None`` when any name
+    is not a well-formed bare name (the slow path then finds and names it)."""
+    if names.dtype.kind != "U" or len(names) == 0 or names.dtype.itemsize != 4 * 28:
+        return None
+    codes = np.ascontiguousarray(names).view(np.uint32).reshape(len(names), 28)
+    digits = codes[:, 15:23].astype(np.int64) - 48
+    if not ((codes[:, :15] == _PREFIX).all() and (codes[:, 23:] == _SUFFIX).all()
+            and ((digits >= 0) & (digits <= 9)).all()):
+        return None
+    k = digits @ (10 ** np.arange(7, -1, -1, dtype=np.int64))
+    if k.min() < 1 or k.max() > N_VAL:
+        return None
+    return k - 1
+
+
+def _check_unique(out: np.ndarray, names: np.ndarray, argument: str) -> None:
     if len(np.unique(out)) != len(out):
         seen, dup = set(), None
         for i, k in enumerate(out):
@@ -51,7 +80,6 @@ def val_indices(filenames: Sequence[str], argument: str = "filenames") -> np.nda
             seen.add(k)
         raise ValueError(f"{argument}[{dup}] = {str(names[dup])!r} appears more than once: every image may be "
                          "scored once; drop the duplicates")
-    return out
 
 
 @dataclass

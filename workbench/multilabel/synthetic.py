@@ -81,19 +81,19 @@ def crop_single_label_noise(data: MultiObjectData, boxes: torch.Tensor, min_frac
 def train_crops(model: nn.Module, data: MultiObjectData, target: str, *, epochs: int = 10, batch_size: int = 128,
                 lr: float = 0.05, scale: tuple[float, float] = (0.08, 1.0), annotator: nn.Module | None = None,
                 seed: int = 0, progress: bool = True) -> dict[str, list[float]]:
-    """Train ``model`` on random resized crops of ``data`` with one of three targets:
+    """Train ``model`` on random resized crops of ``data`` with one of two targets:
 
     - ``"single"``: the image's single label for every crop (the usual ImageNet recipe);
-    - ``"labelpool"``: LabelPooling of ``annotator``'s label map over the crop box;
-    - ``"multilabel"``: binary cross-entropy on the image's full label set (whole images,
-      no crops; this is how the annotator is trained here).
+    - ``"labelpool"``: LabelPooling of ``annotator``'s label map over the crop box.
 
-    SGD with momentum and a one-cycle schedule; returns the per-epoch mean loss.
+    As in Re-labeling ImageNet, the annotator is itself a single-label classifier (there a
+    far larger one); its label map localizes what it learned. SGD with Nesterov momentum and
+    a one-cycle schedule; returns the per-epoch mean loss.
     """
     from tqdm.auto import tqdm
 
-    if target not in ("single", "labelpool", "multilabel"):
-        raise ValueError(f"target must be 'single', 'labelpool' or 'multilabel', got {target!r}")
+    if target not in ("single", "labelpool"):
+        raise ValueError(f"target must be 'single' or 'labelpool', got {target!r}")
     if target == "labelpool" and annotator is None:
         raise ValueError("target='labelpool' needs annotator= (a model whose label maps give the crop targets)")
     g = torch.Generator().manual_seed(seed)
@@ -114,20 +114,14 @@ def train_crops(model: nn.Module, data: MultiObjectData, target: str, *, epochs:
         total = 0.0
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
-            if target == "multilabel":
-                x = data.normalize(data.images[idx])
-                if torch.rand(1, generator=g).item() < 0.5:
-                    x = x.flip(3)
-                loss = F.binary_cross_entropy_with_logits(model(x), data.multi[idx].float())
+            boxes = random_boxes(len(idx), scale, generator=g)
+            x = data.normalize(crop_resize(data.images[idx], boxes, size))
+            logits = model(x)
+            if target == "single":
+                loss = F.cross_entropy(logits, data.labels[idx])
             else:
-                boxes = random_boxes(len(idx), scale, generator=g)
-                x = data.normalize(crop_resize(data.images[idx], boxes, size))
-                logits = model(x)
-                if target == "single":
-                    loss = F.cross_entropy(logits, data.labels[idx])
-                else:
-                    soft = label_pooling(maps[idx], boxes)
-                    loss = -(soft * logits.log_softmax(1)).sum(1).mean()
+                soft = label_pooling(maps[idx], boxes)
+                loss = -(soft * logits.log_softmax(1)).sum(1).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
