@@ -111,3 +111,18 @@ assert final["acc"] >= MIN_TEST_ACC, f"expected at least {MIN_TEST_ACC:.0%}, got
 #   `"resnet56"` and compare the curves.
 # - Set `EPOCHS` higher: where does the accuracy saturate on your machine?
 # - Open the paper notebooks listed in `notebooks/catalog.yml`.
+
+# %% [markdown]
+# ## Exercises
+#
+# Write the function, run the cell: the check says what is right or wrong.
+
+# %% [markdown]
+# **1. Blocks per stage.** A CIFAR ResNet of depth 6n + 2 has a stem convolution, three stages of n blocks with two convolutions each, and an output layer. Write `blocks_per_stage(depth)`; raise `ValueError` for a depth that is not 6n + 2 with n >= 1.
+
+# %%
+def blocks_per_stage(depth):
+    raise NotImplementedError  # your code here
+
+
+wb.exercises.check("blocks_per_stage", blocks_per_stage)

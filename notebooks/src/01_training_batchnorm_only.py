@@ -226,3 +226,18 @@ if len(records):
 # - Set `bn_init="open_lth"` in `wb.bn_only.compare` (γ drawn from U[0, 1]): does BN-only start better?
 # - Compare `plain` networks (no skip connections) under BN-only.
 # - Train with `k=4` random weights per channel: how many random weights match BN-only?
+
+# %% [markdown]
+# ## Exercises
+#
+# Write the function, run the cell: the check says what is right or wrong.
+
+# %% [markdown]
+# **1. The BN-only mask.** Write `bn_only_parameters(model)`: the set of parameter names that BN-only training updates (every BatchNorm's γ and β, shortcuts included; the output layer stays frozen as in the paper's headline setting). `model.named_modules()` and `isinstance(m, torch.nn.BatchNorm2d)` help.
+
+# %%
+def bn_only_parameters(model):
+    raise NotImplementedError  # your code here
+
+
+wb.exercises.check("bn_only_parameters", bn_only_parameters)

@@ -1,0 +1,56 @@
+"""Every exercise check passes the reference solution and explains a known-wrong answer."""
+import pytest
+import torch
+
+import workbench as wb
+from workbench import exercises as ex
+from workbench.exercises import _solutions as ref
+
+
+def _uncentered_cka(x, y):
+    return float((y.T @ x).pow(2).sum() / (torch.linalg.norm(x.T @ x) * torch.linalg.norm(y.T @ y)))
+
+
+WRONG = {
+    "blocks_per_stage": (lambda d: (d - 2) // 2, "two and there are three stages"),
+    "bn_only_parameters": (lambda m: ref.bn_only_parameters(m) | {"fc.weight", "fc.bias"}, "output layer"),
+    "linear_cka": (_uncentered_cka, "center each feature"),
+    "guide_layer_mapping": (lambda t, g: [min(t - 1, (i + 1) * t // g) for i in range(g)], "expected"),
+    "real_accuracy": (lambda p, s: sum(a in b for a, b in zip(p, s)) / len(p), "empty set are left out"),
+    "composition_accuracy": (lambda a, s: sum(v * a[k] for k, v in s.items() if k in a), "largest size present"),
+}
+
+
+@pytest.mark.parametrize("name", list(ex.EXERCISES))
+def test_reference_passes(name, capsys):
+    assert ex.check(name, ex.solution(name))
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", list(ex.EXERCISES))
+def test_known_wrong_answer_is_explained(name, capsys):
+    wrong, explanation = WRONG[name]
+    assert not ex.check(name, wrong)
+    out = capsys.readouterr().out
+    assert out.startswith(f"✗ {name}:")
+    assert __import__("re").search(explanation, out), out
+
+
+def test_unfinished_and_crashing_answers(capsys):
+    def stub(depth):
+        raise NotImplementedError
+
+    assert not ex.check("blocks_per_stage", stub)
+    assert "not implemented yet" in capsys.readouterr().out
+    assert not ex.check("blocks_per_stage", lambda d: 1 / 0)
+    assert "ZeroDivisionError" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown exercise"):
+        ex.check("nope", stub)
+
+
+def test_every_exercise_belongs_to_a_catalogued_notebook():
+    notebooks = {e["notebook"] for e in wb.catalog.load_catalog()}
+    for e in ex.EXERCISES.values():
+        assert e.notebook in notebooks, e.name
+    for nb in notebooks:
+        assert 1 <= len(ex.for_notebook(nb)) <= 3, nb

@@ -1,0 +1,89 @@
+"""Exercises at the end of each notebook, with checks that explain what is wrong.
+
+>>> def blocks_per_stage(depth):               # the learner's answer
+...     return (depth - 2) // 6
+>>> wb.exercises.check("blocks_per_stage", blocks_per_stage)   # doctest: +SKIP
+✓ blocks_per_stage: correct
+
+A check runs the answer on several cases and compares it with a reference solution kept in
+``workbench/exercises/_solutions.py`` (not shown in the notebooks); on the first mismatch it
+says which case failed and, where the mistake is a common one, what it probably is.
+"""
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+from . import _checks
+
+
+@dataclass
+class Exercise:
+    name: str
+    notebook: str
+    prompt: str
+    checker: Callable[[Callable], str | None]  # returns None when correct, else the explanation
+
+
+EXERCISES: dict[str, Exercise] = {e.name: e for e in [
+    Exercise("blocks_per_stage", "00_tour.ipynb",
+             "A CIFAR ResNet of depth 6n + 2 has three stages of n blocks. Write blocks_per_stage(depth) -> n, "
+             "raising ValueError for a depth that is not 6n + 2 with n >= 1.", _checks.blocks_per_stage),
+    Exercise("bn_only_parameters", "01_training_batchnorm_only.ipynb",
+             "Write bn_only_parameters(model) -> set of the parameter names that BN-only training trains "
+             "(the paper's headline setting: the output layer stays frozen).", _checks.bn_only_parameters),
+    Exercise("linear_cka", "02_training_the_untrainable.ipynb",
+             "Write linear_cka(X, Y) -> float for two float64 tensors of shape (n, d1) and (n, d2): "
+             "||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) with column-centered Xc, Yc.", _checks.linear_cka),
+    Exercise("guide_layer_mapping", "02_training_the_untrainable.ipynb",
+             "Write guide_layer_mapping(T, G) -> list of G target-layer indices: guide layer i goes to "
+             "round(i (T - 1) / (G - 1)).", _checks.guide_layer_mapping),
+    Exercise("real_accuracy", "03_relabel_imagenet.ipynb",
+             "Write real_accuracy(predictions, label_sets) -> float: the share of images whose top-1 "
+             "prediction is in its label set, over the images whose set is not empty.", _checks.real_accuracy),
+    Exercise("composition_accuracy", "04_reassessing_imagenet.ipynb",
+             "Write composition_accuracy(acc_by_size, share_by_size) -> float: the accuracy expected on a test "
+             "set whose label-set sizes occur with the shares given, if accuracy per size stayed as given. "
+             "Both are dicts from set size to a number; a size missing from acc_by_size takes the accuracy "
+             "of the largest size present.", _checks.composition_accuracy),
+]}
+
+
+def check(name: str, answer: Callable, verbose: bool = True) -> bool:
+    """Check ``answer`` for exercise ``name``; prints ✓ or what is wrong; returns whether it passed."""
+    if name not in EXERCISES:
+        raise ValueError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)}")
+    try:
+        problem = EXERCISES[name].checker(answer)
+    except NotImplementedError:
+        problem = "not implemented yet: replace the `raise NotImplementedError` with your code"
+    except Exception as e:  # noqa: BLE001 (the learner's code may raise anything; show it)
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        problem = f"your function raised {type(e).__name__}: {e} (line {last.lineno}: {last.line})"
+    if verbose:
+        print(f"✓ {name}: correct" if problem is None else f"✗ {name}: {problem}")
+    return problem is None
+
+
+def prompt(name: str) -> str:
+    """The task of exercise ``name``."""
+    if name not in EXERCISES:
+        raise ValueError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)}")
+    return EXERCISES[name].prompt
+
+
+def for_notebook(notebook: str) -> list[str]:
+    return [e.name for e in EXERCISES.values() if e.notebook == notebook]
+
+
+def solution(name: str) -> Callable:
+    """The reference solution (for teachers and for the tests; the notebooks do not show it)."""
+    from . import _solutions
+
+    if name not in EXERCISES:
+        raise ValueError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)}")
+    return getattr(_solutions, name)
+
+
+__all__ = ["check", "prompt", "solution", "for_notebook", "EXERCISES"]

@@ -1,0 +1,102 @@
+"""Checks of the exercises: each returns None when the answer is right, else what is wrong."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import _solutions as ref
+
+
+def blocks_per_stage(fn) -> str | None:
+    for depth in (8, 20, 32, 56, 110, 1202):
+        got, want = fn(depth), ref.blocks_per_stage(depth)
+        if got != want:
+            hint = (" (that counts conv layers in the blocks; each block has two and there are three stages)"
+                    if got == depth - 2 or got == (depth - 2) // 2 else "")
+            return f"blocks_per_stage({depth}) returned {got!r}, expected {want}{hint}"
+    for bad in (7, 21, 2):
+        try:
+            got = fn(bad)
+        except ValueError:
+            continue
+        return f"blocks_per_stage({bad}) returned {got!r}: {bad} is not 6n + 2 with n >= 1, raise ValueError"
+    return None
+
+
+def bn_only_parameters(fn) -> str | None:
+    from .. import create_model
+
+    for name, kwargs in (("resnet8", {}), ("resnet14", {"width": 8}), ("plain8", {})):
+        model = create_model(name, **kwargs)
+        got, want = set(fn(model)), ref.bn_only_parameters(model)
+        extra, missing = sorted(got - want), sorted(want - got)
+        if extra and any(n.startswith("fc.") for n in extra):
+            return (f"on {name} you train the output layer ({', '.join(n for n in extra if n.startswith('fc.'))}); "
+                    "in the paper's headline setting only γ and β train")
+        if extra:
+            return f"on {name} these are not BatchNorm parameters: {', '.join(extra[:4])}"
+        if missing:
+            short = [n for n in missing if "shortcut" in n]
+            hint = " (the shortcut's BatchNorm counts too)" if short else ""
+            return f"on {name} you miss BatchNorm parameters: {', '.join(missing[:4])}{hint}"
+    return None
+
+
+def linear_cka(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 7, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(7, 5, generator=g, dtype=torch.float64) + 0.5 * torch.randn(60, 5, generator=g,
+                                                                                    dtype=torch.float64)
+    want = ref.linear_cka(x, y)
+    got = float(fn(x, y))
+    if not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+        uncentered = float(((y.T @ x).pow(2).sum()) / (torch.linalg.norm(x.T @ x) * torch.linalg.norm(y.T @ y)))
+        if math.isclose(got, uncentered, rel_tol=1e-6):
+            return f"linear_cka gave {got:.6f}, expected {want:.6f}: center each feature (subtract column means) first"
+        return f"linear_cka gave {got:.6f} on a test pair, expected {want:.6f}"
+    shifted = float(fn(x + 5.0, y))
+    if not math.isclose(shifted, want, rel_tol=1e-6):
+        return f"adding a constant to X changed your CKA ({want:.6f} -> {shifted:.6f}): CKA must center the features"
+    if not math.isclose(float(fn(y, x)), want, rel_tol=1e-6):
+        return "linear_cka(X, Y) != linear_cka(Y, X): CKA is symmetric"
+    if not math.isclose(float(fn(x, x)), 1.0, rel_tol=1e-6):
+        return f"linear_cka(X, X) = {float(fn(x, x)):.6f}, it should be 1"
+    return None
+
+
+def guide_layer_mapping(fn) -> str | None:
+    for t, g in ((8, 4), (9, 4), (2, 6), (4, 3), (5, 1), (20, 20)):
+        got, want = list(fn(t, g)), ref.guide_layer_mapping(t, g)
+        if got != want:
+            return f"guide_layer_mapping({t}, {g}) returned {got}, expected {want}" + (
+                " (the first guide layer pairs with the first target layer, the last with the last)"
+                if got and want and got[0] != want[0] else "")
+    return None
+
+
+def real_accuracy(fn) -> str | None:
+    preds = [1, 3, 9, 0, 7, 0]
+    sets = [[1], [2, 3], [], [4], [5, 6, 7], [0]]
+    want = ref.real_accuracy(preds, sets)
+    got = float(fn(preds, sets))
+    if math.isclose(got, 4 / 6):
+        return f"real_accuracy gave {got:.4f}, expected {want:.4f}: images with an empty set are left out, not wrong"
+    if math.isclose(got, 3 / 5):
+        return f"real_accuracy gave {got:.4f}, expected {want:.4f}: any label in the set counts, not only the first"
+    if not math.isclose(got, want):
+        return f"real_accuracy gave {got:.4f} on the test case, expected {want:.4f}"
+    return None
+
+
+def composition_accuracy(fn) -> str | None:
+    acc = {1: 0.8, 2: 0.5, 3: 0.4}
+    share = {1: 0.5, 2: 0.3, 3: 0.1, 4: 0.1}
+    want = ref.composition_accuracy(acc, share)
+    got = float(fn(acc, share))
+    if math.isclose(got, ref.composition_accuracy(acc, {k: v for k, v in share.items() if k in acc})):
+        return (f"composition_accuracy gave {got:.4f}, expected {want:.4f}: sizes beyond those in acc_by_size take "
+                "the accuracy of the largest size present")
+    if not math.isclose(got, want):
+        return f"composition_accuracy gave {got:.4f}, expected {want:.4f}: weight each size's accuracy by its share"
+    return None

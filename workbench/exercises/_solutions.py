@@ -1,0 +1,39 @@
+"""Reference solutions of the exercises (not shown in the notebooks)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def blocks_per_stage(depth: int) -> int:
+    if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 with n >= 1, got {depth}")
+    return (depth - 2) // 6
+
+
+def bn_only_parameters(model: nn.Module) -> set[str]:
+    names = set()
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            names |= {f"{mod_name}.{p}" for p, _ in mod.named_parameters(recurse=False)}
+    return names
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    return float((yc.T @ xc).pow(2).sum() / (torch.linalg.norm(xc.T @ xc) * torch.linalg.norm(yc.T @ yc)))
+
+
+def guide_layer_mapping(t: int, g: int) -> list[int]:
+    step = (t - 1) / (g - 1) if g > 1 else 1
+    return [min(round(i * step), t - 1) for i in range(g)]
+
+
+def real_accuracy(predictions: list[int], label_sets: list[list[int]]) -> float:
+    counted = [(p, s) for p, s in zip(predictions, label_sets) if s]
+    return sum(p in s for p, s in counted) / len(counted)
+
+
+def composition_accuracy(acc_by_size: dict[int, float], share_by_size: dict[int, float]) -> float:
+    largest = max(acc_by_size)
+    return sum(share * acc_by_size.get(size, acc_by_size[largest]) for size, share in share_by_size.items())
