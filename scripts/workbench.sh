@@ -82,7 +82,7 @@ case "$cmd" in
     say "starting JupyterLab on http://127.0.0.1 (the URL with its token is printed below)"
     exec "$VENV/bin/jupyter" lab "${args[@]}" "$@" ;;
   test)
-    apt_packages
+    if [ -x /usr/bin/chromium ]; then apt_packages; else apt_packages chromium; fi
     setup
     exec "$VENV/bin/python" -m pytest "$@" ;;
   bench)

@@ -50,8 +50,13 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
 ]}
 
 
-def check(name: str, answer: Callable, verbose: bool = True) -> bool:
-    """Check ``answer`` for exercise ``name``; prints ✓ or what is wrong; returns whether it passed."""
+def check(name: str, answer: Callable) -> None:
+    """Check ``answer`` for exercise ``name``: prints ✓ or what is wrong."""
+    passed(name, answer, verbose=True)
+
+
+def passed(name: str, answer: Callable, verbose: bool = False) -> bool:
+    """Whether ``answer`` solves exercise ``name`` (``verbose``: also print the verdict)."""
     if name not in EXERCISES:
         raise ValueError(f"unknown exercise {name!r}; choose one of {', '.join(EXERCISES)}")
     try:
@@ -86,4 +91,4 @@ def solution(name: str) -> Callable:
     return getattr(_solutions, name)
 
 
-__all__ = ["check", "prompt", "solution", "for_notebook", "EXERCISES"]
+__all__ = ["check", "passed", "prompt", "solution", "for_notebook", "EXERCISES"]

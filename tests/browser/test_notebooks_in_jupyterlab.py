@@ -1,0 +1,182 @@
+"""Every notebook, run in a real JupyterLab driven by headless Chromium (smoke mode): no error
+output, every widget and every plot rendered, one control per explorer moved and its plot
+redrawn. Screenshots go to a temporary folder.
+
+Needs Debian's Chromium (``apt-get install chromium``) and the ``playwright`` package; both
+come with ``.ci/run``. ``playwright install`` is not needed: Chromium is launched from
+``/usr/bin/chromium``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NB_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
+CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the browser tests)")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium", allow_module_level=True)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on 127.0.0.1 with a token, over a copy of the notebooks; stopped afterwards."""
+    root = tmp_path_factory.mktemp("lab")
+    for p in NB_DIR.glob("*.ipynb"):
+        shutil.copy(p, root / p.name)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "WORKBENCH_MODE": "smoke", "JUPYTER_CONFIG_DIR": str(root / ".jupyter"),
+           "JUPYTER_RUNTIME_DIR": str(root / ".runtime"), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    log = open(root / "lab.log", "w")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited: {(root / 'lab.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("JupyterLab did not answer within 2 minutes")
+        yield {"base": base, "token": token, "root": root}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+STATE_JS = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  if (!w || !w.content || !w.sessionContext || !w.sessionContext.session) return null;
+  const cells = w.content.widgets.filter(c => c.model.type === 'code');
+  let pending = 0, errors = [], widgets = 0, plots = 0;
+  for (const c of cells) {
+    if (c.model.executionCount === null || c.promptNode?.textContent.includes('*')) pending++;
+    for (const o of c.model.outputs.toJSON()) {
+      if (o.output_type === 'error') errors.push(o.ename + ': ' + o.evalue);
+      const data = o.data || {};
+      if ('application/vnd.jupyter.widget-view+json' in data) widgets++;
+      if ('application/vnd.plotly.v1+json' in data) plots++;
+    }
+  }
+  const k = w.sessionContext.session.kernel;
+  return {pending, errors, widgets, plots, cells: cells.length, status: k ? k.status : 'none'};
+}"""
+
+EXPLORERS_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-output .widget-vbox'))
+  .filter(v => v.querySelector('.js-plotly-plot') && v.querySelector('select, .widget-slider'))
+  .map((v, i) => { v.setAttribute('data-wb-explorer', String(i)); return i; })"""
+
+FIGURE_JS = """(i) => {
+  const gd = document.querySelector(`[data-wb-explorer="${i}"] .js-plotly-plot`);
+  return JSON.stringify([(gd.data || []).map(t => [t.x, t.y, t.z, t.type]), (gd.layout || {}).title]);
+}"""
+
+
+def _run_all(page, timeout: float = 240.0) -> dict:
+    page.wait_for_function("() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                           " return w && w.sessionContext && w.sessionContext.session &&"
+                           " w.sessionContext.session.kernel && w.sessionContext.session.kernel.status === 'idle'; }",
+                           timeout=120_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    t, state = time.time(), None
+    while time.time() - t < timeout:
+        time.sleep(1.0)
+        state = page.evaluate(STATE_JS)
+        if state and state["errors"]:
+            return state
+        if state and state["pending"] == 0 and state["status"] == "idle":
+            return state
+    raise AssertionError(f"the notebook did not finish within {timeout:.0f} s: {state}")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_renders_and_responds(name, lab, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    console_errors = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    try:
+        page.goto(f"{lab['base']}/lab/tree/{name}?token={lab['token']}", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook", timeout=120_000)
+        t0 = time.time()
+        state = _run_all(page)
+        elapsed = time.time() - t0
+        page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+        assert not state["errors"], f"{name}: error output: {state['errors']}"
+        assert elapsed < 120, f"{name} took {elapsed:.0f} s in the browser"
+
+        # every widget output rendered (no placeholder or error text), every plot drawn
+        page.wait_for_timeout(1500)
+        widget_roots = page.locator(".jp-OutputArea-output .jupyter-widgets").count()
+        assert widget_roots >= state["widgets"] > 0, f"{name}: {state['widgets']} widget outputs, {widget_roots} shown"
+        body = page.inner_text(".jp-Notebook")
+        assert "Error displaying widget" not in body and "Loading widget..." not in body, name
+        drawn = page.locator(".js-plotly-plot .main-svg").count()
+        assert drawn >= state["plots"], f"{name}: {state['plots']} plotly outputs but {drawn} drawn"
+
+        # move one control of every explorer and see its figure change in place
+        explorers = page.evaluate(EXPLORERS_JS)
+        assert explorers, f"{name}: no explorer (controls above a figure) rendered"
+        for i in explorers:
+            box = page.locator(f'[data-wb-explorer="{i}"]')
+            before = page.evaluate(FIGURE_JS, i)
+            selects = box.locator("select")
+            moved = False
+            for j in range(selects.count()):
+                options = selects.nth(j).locator("option")
+                if options.count() > 1:
+                    selects.nth(j).select_option(index=1)
+                    moved = True
+                    break
+            if not moved:
+                handle = box.locator(".widget-slider .noUi-handle").first
+                handle.focus()
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function(f"(b) => ({FIGURE_JS})({i}) !== b", arg=before, timeout=60_000)
+        page.screenshot(path=str(tmp_path / f"{name}-after.png"), full_page=True)
+    finally:
+        page.close()
