@@ -3,6 +3,7 @@
 #
 #   bash scripts/workbench.sh lab     open JupyterLab on notebooks/ (127.0.0.1, token authentication)
 #   bash scripts/workbench.sh test    run the full test suite
+#   bash scripts/workbench.sh docs    build the course site (docs/_build/site) from the notebooks
 #   bash scripts/workbench.sh bench   run the benchmarks in benchmarks/
 #   bash scripts/workbench.sh setup   only install
 #
@@ -85,6 +86,9 @@ case "$cmd" in
     if [ -x /usr/bin/chromium ]; then apt_packages; else apt_packages chromium; fi
     setup
     exec "$VENV/bin/python" -m pytest "$@" ;;
+  docs)
+    setup
+    NO_MKDOCS_2_WARNING=1 exec "$VENV/bin/python" docs/build.py "$@" ;;
   bench)
     setup
     for b in benchmarks/bench_*.py; do say "$b"; "$VENV/bin/python" "$b" "$@"; done ;;
