@@ -33,7 +33,11 @@ import pandas as pd
 import plotly.express as px
 import torch
 
-import workbench as wb
+try:
+    import workbench as wb
+except ModuleNotFoundError as e:  # a kernel without the workbench: say what to install
+    raise ModuleNotFoundError(f"'{e.name}' is not installed in this kernel's environment. From the repository run "
+                              "`bash scripts/workbench.sh lab`, or in this kernel: %pip install -e <repository>") from None
 
 info = wb.setup()
 

@@ -74,3 +74,16 @@ def test_notebook_runs_in_smoke_mode(name, tmp_path):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
     assert elapsed < 120, f"{name} took {elapsed:.0f} s in smoke mode; the budget is 2 minutes"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_first_cell_without_the_package_says_what_to_install(name):
+    import subprocess
+    import sys
+
+    nb = nbformat.read(NB_DIR / name, as_version=4)
+    first = next(c.source for c in nb.cells if c.cell_type == "code")
+    code = "import sys\nsys.modules['workbench'] = None  # as if not installed\n" + first
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=NB_DIR)
+    assert r.returncode != 0
+    assert "bash scripts/workbench.sh lab" in r.stderr and "'workbench' is not installed" in r.stderr, r.stderr[-800:]
