@@ -34,6 +34,22 @@ def test_explorer_updates_the_same_figure_widget(monkeypatch):
     box.controls["depth"].value = 56
     box.controls["policy"].value = "full"
     assert box.figure is fig and list(fig.data[0].y) == [56] and list(fig.data[0].x) == ["full"]
+    assert box.status.value == ""
+
+
+def test_explorer_shows_a_render_error_beside_its_controls(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WIDGETS", "1")
+
+    def render(k):
+        if k == 2:
+            raise ValueError("no data for k=2")
+        return go.Figure(go.Bar(x=["a"], y=[k]))
+
+    box = wb.viz.explorer(render, k=[1, 2, 3])
+    box.controls["k"].value = 2
+    assert "ValueError: no data for k=2" in box.status.value and list(box.figure.data[0].y) == [1]
+    box.controls["k"].value = 3
+    assert box.status.value == "" and list(box.figure.data[0].y) == [3]
 
 
 def test_frontend_detection(monkeypatch):

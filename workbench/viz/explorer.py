@@ -46,8 +46,16 @@ def explorer(render: Callable[..., Any], **controls: Sequence[Any]):
             w = W.Dropdown(options=values, value=values[0], description=name)
         widgets[name] = w
 
+    status = W.HTML(value="")
+
     def update(_change=None) -> None:
-        new = render(**{k: w.value for k, w in widgets.items()})
+        status.value = "<i>updating…</i>"
+        try:
+            new = render(**{k: w.value for k, w in widgets.items()})
+        except Exception as e:  # noqa: BLE001 (show it beside the controls; a widget callback's error is otherwise lost)
+            status.value = f"<span style='color:#b00'>{type(e).__name__}: {e}</span>"
+            return
+        status.value = ""
         with fig.batch_update():
             if len(new.data) == len(fig.data) and all(a.type == b.type for a, b in zip(new.data, fig.data)):
                 for old_t, new_t in zip(fig.data, new.data):
@@ -59,6 +67,6 @@ def explorer(render: Callable[..., Any], **controls: Sequence[Any]):
 
     for w in widgets.values():
         w.observe(update, names="value")
-    box = W.VBox([W.HBox(list(widgets.values())), fig])
-    box.figure, box.controls = fig, widgets
+    box = W.VBox([W.HBox(list(widgets.values()) + [status]), fig])
+    box.figure, box.controls, box.status = fig, widgets, status
     return box
