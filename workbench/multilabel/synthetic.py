@@ -146,3 +146,31 @@ def evaluate_multilabel(model: nn.Module, data: MultiObjectData, batch_size: int
     single = (preds == data.labels).float().mean().item()
     multi = data.multi[torch.arange(len(data)), preds].float().mean().item()
     return {"single_label_acc": single, "multi_label_acc": multi}
+
+
+@torch.no_grad()
+def evaluate_crops(model: nn.Module, data: MultiObjectData, boxes: torch.Tensor, min_pixels: int = 12,
+                   batch_size: int = 512) -> dict[str, float]:
+    """Top-1 accuracy on crops of ``data`` (one box per image), where a crop's truth is every class
+    with at least ``min_pixels`` visible in it (after resizing to the image size); crops showing
+    only background are left out. Also the share of counted crops whose single label is not in
+    the crop's truth."""
+    size = data.images.shape[-1]
+    was = model.training
+    model.eval()
+    hits, single_ok, counted = [], [], []
+    for i in range(0, len(data), batch_size):
+        b = boxes[i:i + batch_size]
+        x = data.normalize(crop_resize(data.images[i:i + batch_size], b, size))
+        pix = crop_resize(data.pixels[i:i + batch_size, None].float(), b, size, mode="nearest")[:, 0].long()
+        area = (F.one_hot(pix.clamp_min(0), len(data.classes)) * (pix >= 0)[..., None]).sum((1, 2))
+        truth = area >= min_pixels
+        pred = model(x).argmax(1)
+        rows = torch.arange(len(pred))
+        hits.append(truth[rows, pred])
+        single_ok.append(truth[rows, data.labels[i:i + batch_size]])
+        counted.append(truth.any(1))
+    model.train(was)
+    hits, single_ok, counted = torch.cat(hits), torch.cat(single_ok), torch.cat(counted)
+    return {"crop_acc": hits[counted].float().mean().item(),
+            "single_label_wrong": 1 - single_ok[counted].float().mean().item(), "crops": int(counted.sum())}

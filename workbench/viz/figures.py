@@ -15,8 +15,9 @@ def to_rgb_array(images: torch.Tensor) -> np.ndarray:
 
 def image_grid(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None = None,
                classes: Sequence[str] | None = None, cols: int = 8, title: str | None = None,
-               predictions: Sequence[int] | torch.Tensor | None = None):
-    """A grid of uint8 images ``[N, C, H, W]`` with their class names (and predictions) as titles."""
+               predictions: Sequence[int] | torch.Tensor | None = None, titles: Sequence[str] | None = None):
+    """A grid of uint8 images ``[N, C, H, W]`` with their class names (and predictions) as titles,
+    or with the given ``titles``."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -33,7 +34,7 @@ def image_grid(images: torch.Tensor, labels: Sequence[int] | torch.Tensor | None
         if predictions is not None:
             p = int(predictions[i])
             t += f" → {classes[p] if classes is not None else p}"
-        names.append(t)
+        names.append(titles[i] if titles is not None else t)
     fig = make_subplots(rows=rows, cols=min(cols, n), subplot_titles=names, horizontal_spacing=0.01,
                         vertical_spacing=0.06)
     arr = to_rgb_array(images)
