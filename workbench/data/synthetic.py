@@ -36,6 +36,20 @@ def _masks(label: torch.Tensor, u: torch.Tensor, v: torch.Tensor, r: torch.Tenso
     return all_masks[torch.arange(len(label)), label]
 
 
+def placed_masks(label: torch.Tensor, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, spread: float,
+                 r_min: float, r_span: float) -> torch.Tensor:
+    """Masks ``[N, H, W]`` of shapes ``label`` at a random centre (within ``spread`` of the middle),
+    radius (``r_min`` + up to ``r_span``) and small rotation, on the grid ``x``, ``y`` in [-1, 1]."""
+    m = len(label)
+    cx, cy = (torch.rand(2, m, 1, 1, generator=g) - 0.5) * spread
+    r = r_min + r_span * torch.rand(m, 1, 1, generator=g)
+    th = (torch.rand(m, 1, 1, generator=g) - 0.5) * (math.pi / 6)
+    dx, dy = x - cx, y - cy
+    u = torch.cos(th) * dx + torch.sin(th) * dy
+    v = -torch.sin(th) * dx + torch.cos(th) * dy
+    return _masks(label, u, v, r)
+
+
 def make_shapes(n: int, seed: int = 0, size: int = 32, noise: float = 0.08) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` images ``[n, 3, size, size]`` uint8 and labels ``[n]`` int64, balanced over the classes."""
     if n < 1:
@@ -49,13 +63,7 @@ def make_shapes(n: int, seed: int = 0, size: int = 32, noise: float = 0.08) -> t
     for start in range(0, n, 2048):
         lab = labels[start:start + 2048]
         m = len(lab)
-        cx, cy = (torch.rand(2, m, 1, 1, generator=g) - 0.5) * 0.7
-        r = 0.35 + 0.3 * torch.rand(m, 1, 1, generator=g)
-        th = (torch.rand(m, 1, 1, generator=g) - 0.5) * (math.pi / 6)
-        dx, dy = x - cx, y - cy
-        u = torch.cos(th) * dx + torch.sin(th) * dy
-        v = -torch.sin(th) * dx + torch.cos(th) * dy
-        mask = _masks(lab, u, v, r).unsqueeze(1).float()  # [m, 1, H, W]
+        mask = placed_masks(lab, x, y, g, spread=0.7, r_min=0.35, r_span=0.3).unsqueeze(1).float()  # [m, 1, H, W]
         # random colours, but the shape is always the brighter part: a dark background and a light shape
         bg = 0.45 * torch.rand(m, 3, 1, 1, generator=g)
         fg = 0.55 + 0.45 * torch.rand(m, 3, 1, 1, generator=g)

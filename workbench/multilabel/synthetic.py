@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.synthetic import SHAPES, _masks
+from ..data.synthetic import SHAPES, placed_masks
 from .labelpool import crop_resize, label_maps, label_pooling, random_boxes
 
 
@@ -51,13 +51,7 @@ def make_multi_shapes(n: int, seed: int = 0, size: int = 32, max_objects: int = 
     for j in range(max_objects):
         present = count > j
         lab = classes[:, j]
-        cx, cy = (torch.rand(2, n, 1, 1, generator=g) - 0.5) * 1.3
-        r = 0.22 + 0.22 * torch.rand(n, 1, 1, generator=g)
-        th = (torch.rand(n, 1, 1, generator=g) - 0.5) * (math.pi / 6)
-        dx, dy = x - cx, y - cy
-        u = torch.cos(th) * dx + torch.sin(th) * dy
-        v = -torch.sin(th) * dx + torch.cos(th) * dy
-        mask = _masks(lab, u, v, r) & present[:, None, None]
+        mask = placed_masks(lab, x, y, g, spread=1.3, r_min=0.22, r_span=0.22) & present[:, None, None]
         fg = 0.5 + 0.5 * torch.rand(n, 3, 1, 1, generator=g)
         img = torch.where(mask[:, None], fg.expand(-1, -1, size, size), img)
         pixels = torch.where(mask, lab[:, None, None].to(torch.int8), pixels)
