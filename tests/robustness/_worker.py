@@ -98,9 +98,53 @@ def cache_write(cache_dir: str, slow: str) -> None:
     print("ok")
 
 
+def checkpoint_write(folder: str, hang_at: str) -> None:
+    """Save checkpoint A, then checkpoint B, hanging halfway through B's ``hang_at``-th file write
+    (1: its tensors, 2: its JSON sidecar)."""
+    import workbench as wb
+    from workbench import cache
+    from workbench.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = wb.create_model("resnet8", width=4)
+    save_checkpoint(Path(folder) / "ckpt-000000002", model, meta={"global_step": 2})
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    real, count = os.fdopen, [0]
+
+    def fdopen(fd, mode):
+        count[0] += 1
+        f = real(fd, mode)
+        if count[0] != int(hang_at):
+            return f
+
+        class Half:
+            def write(self, data):
+                f.write(data[: len(data) // 2])
+                f.flush()
+                hang_here(os.environ["WB_MARKER"])
+
+            def __getattr__(self, k):
+                return getattr(f, k)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *a):
+                return f.__exit__(*a)
+
+        return Half()
+
+    cache.os.fdopen = fdopen
+    save_checkpoint(Path(folder) / "ckpt-000000004", model, meta={"global_step": 4})
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
-    if cmd == "train":
+    if cmd == "ckpt":
+        checkpoint_write(sys.argv[2], sys.argv[3])
+    elif cmd == "train":
         train(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
     elif cmd == "cache":
         cache_write(sys.argv[2], sys.argv[3])

@@ -78,6 +78,25 @@ def test_kill_during_a_cache_write_leaves_no_entry_and_a_reader_recomputes(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("hang_at", ["1", "2"], ids=["in-tensors", "in-sidecar"])
+def test_kill_during_a_checkpoint_write_keeps_the_previous_one(hang_at, tmp_path):
+    import workbench as wb
+    from workbench.train.checkpoint import load_checkpoint
+
+    folder = tmp_path / "ckpts"
+    run(["ckpt", str(folder), hang_at], hang_marker=tmp_path / "marker")
+    latest = latest_checkpoint(folder)
+    assert latest is not None and latest.name == "ckpt-000000002.json", latest
+    assert not (folder / "ckpt-000000004.json").exists(), "the interrupted checkpoint must not be visible"
+    torch.manual_seed(0)
+    fresh = wb.create_model("resnet8", width=4)
+    expected = {k: v.clone() for k, v in fresh.state_dict().items()}
+    meta, _, _ = load_checkpoint(latest, fresh)
+    assert meta["global_step"] == 2
+    assert all(torch.equal(v, expected[k]) for k, v in fresh.state_dict().items())
+
+
+@pytest.mark.slow
 def test_two_processes_writing_the_same_key(tmp_path):
     procs = [subprocess.Popen(WORKER + ["cache", str(tmp_path), "fast"], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
