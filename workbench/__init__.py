@@ -18,7 +18,7 @@ The curated public API:
 """
 __version__ = "0.1.0"
 
-from . import attribution, bn_only, catalog, config, data, exercises, guidance, models, multilabel, probe, results, similarity, train, viz
+from . import attribution, bn_only, catalog, config, data, exercises, hessian, guidance, models, multilabel, probe, results, similarity, train, viz
 from .cache import cached
 from .config import by_mode, device, seed_everything
 from .data import load
