@@ -114,3 +114,10 @@ def test_predict_imagenet_on_a_tiny_generated_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no ILSVRC2012_val"):
         ml.predict_imagenet(model, tmp_path / "empty", progress=False)
+
+
+def test_agreement_between_label_sources():
+    a = ml.LabelSets.from_lists([[1], [2, 3], [], [4], [5]], NAMES[:5], source="A")
+    b = ml.LabelSets.from_lists([[1], [2], [7], [4, 8], [6]], NAMES[:5], source="B")
+    table = ml.agreement(a, b).set_index("relation")["images"].to_dict()
+    assert table == {"identical": 1, "B inside A": 1, "an empty set": 1, "A inside B": 1, "disjoint": 1}
