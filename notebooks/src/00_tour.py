@@ -109,14 +109,14 @@ wb.viz.image_grid(test.images[:16], test.labels[:16], test.classes, predictions=
 from plotly.subplots import make_subplots
 import plotly.graph_objects as go
 
-probs = logits.softmax(1).cpu()
+probs = logits.detach().softmax(1).cpu()
 
 
 def render_stage(image, stage):
     fig = make_subplots(rows=1, cols=3, subplot_titles=("image", f"{stage}: mean over channels", "probabilities"),
                         column_widths=[0.25, 0.35, 0.4])
     fig.add_trace(go.Image(z=wb.viz.to_rgb_array(test.images[image:image + 1])[0]), row=1, col=1)
-    fig.add_trace(go.Heatmap(z=cache[stage][image].mean(0).cpu().numpy(), colorscale="Viridis", showscale=False),
+    fig.add_trace(go.Heatmap(z=cache[stage][image].detach().mean(0).cpu().numpy(), colorscale="Viridis", showscale=False),
                   row=1, col=2)
     fig.add_trace(go.Bar(x=test.classes, y=probs[image].numpy()), row=1, col=3)
     fig.update_yaxes(autorange="reversed", row=1, col=2)
