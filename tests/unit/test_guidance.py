@@ -99,7 +99,7 @@ def test_mixed_precision_term_and_gradient_agree_with_float32():
     logits = target(x)
     _, gacts = wb.run_with_cache(guide.eval(), x, [p[1] for p in g.pairs])
     ref = sum(1 - float(linear_cka(g._acts[t], gacts[gl])) for t, gl in g.pairs)
-    assert float(g(target, x, None, logits)[0]) == pytest.approx(ref, abs=1e-5)
+    assert float(g(target, x, None, logits)[0].detach()) == pytest.approx(ref, abs=1e-5)
     g.detach()
     with pytest.raises(ValueError, match="precision must be 'bf16' or 'fp32'"):
         Guidance(guide, target, precision="fp16")
