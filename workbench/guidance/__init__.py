@@ -40,7 +40,7 @@ def uniform_pairs(target_layers: Sequence[str], guide_layers: Sequence[str]) -> 
 
     The first layers pair with each other and so do the last; the guide layers in between are
     spread evenly over the target's depth (Python's ``round``, halves to even, as in the
-    authors' ``layer_supervision`` in github.com/vsubramaniam851/untrainable-networks).
+    authors' ``layer_supervision`` in the code linked from untrainable-networks.github.io).
     With more guide than target layers several guide layers share a target layer; all of
     those pairs are kept (the authors' code keys its losses by target layer, so there only
     the last guide layer of each such group counts).
