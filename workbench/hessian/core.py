@@ -269,7 +269,7 @@ def eigenvalues(model: nn.Module, loss_fn: Callable, batches: Iterable, top_k: i
     converged = bool(exhausted or np.all(res <= tol * np.maximum(np.abs(theta[order]), 1e-12)))
     vecs = None
     if vectors:
-        vecs = (torch.from_numpy(s[:, order]).to(Q) .T @ Q)
+        vecs = torch.from_numpy(s[:, order]).to(Q).T @ Q
         vecs = vecs / torch.linalg.norm(vecs, dim=1, keepdim=True)
     return HessianResult(theta[order], vecs, op.products, converged, res, bn, op.dim)
 

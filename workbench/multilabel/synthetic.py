@@ -56,19 +56,29 @@ def make_multi_shapes(n: int, seed: int = 0, size: int = 32, max_objects: int = 
         img = torch.where(mask[:, None], fg.expand(-1, -1, size, size), img)
         pixels = torch.where(mask, lab[:, None, None].to(torch.int8), pixels)
     img = img + noise * torch.randn(n, 3, size, size, generator=g)
-    onehot = F.one_hot(pixels.long().clamp_min(0), len(SHAPES)) & (pixels >= 0)[..., None]
-    area = onehot.sum((1, 2))  # [N, C]
+    area = _class_areas(pixels, len(SHAPES))
     multi = area >= min_pixels
     labels = area.argmax(1)
     multi[torch.arange(n), labels] = True
     return MultiObjectData((img.clamp(0, 1) * 255).round().to(torch.uint8), labels, multi, pixels, list(SHAPES))
 
 
+def _class_areas(pixels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Visible pixels per class ``[N, C]`` of class maps ``[N, H, W]`` (-1 = background)."""
+    p = pixels.long()
+    return (F.one_hot(p.clamp_min(0), num_classes) * (p >= 0)[..., None]).sum((1, 2))
+
+
+def _crop_pixels(pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Class maps cropped to ``boxes`` and resized to their size by nearest neighbour (long)."""
+    return crop_resize(pixels[:, None].float(), boxes, pixels.shape[-1], mode="nearest")[:, 0].long()
+
+
 def crop_single_label_noise(data: MultiObjectData, boxes: torch.Tensor, min_fraction: float = 0.05) -> torch.Tensor:
     """Per crop: True when the crop shows less than ``min_fraction`` of its pixels of the image's
     single-label class, that is, when the single label is a wrong target for that crop."""
-    pix = crop_resize(data.pixels[:, None].float(), boxes, data.pixels.shape[-1], mode="nearest")[:, 0]
-    shows = (pix == data.labels[:, None, None].float()).float().mean((1, 2))
+    pix = _crop_pixels(data.pixels, boxes)
+    shows = (pix == data.labels[:, None, None]).float().mean((1, 2))
     return shows < min_fraction
 
 
@@ -156,9 +166,7 @@ def evaluate_crops(model: nn.Module, data: MultiObjectData, boxes: torch.Tensor,
     for i in range(0, len(data), batch_size):
         b = boxes[i:i + batch_size]
         x = data.normalize(crop_resize(data.images[i:i + batch_size], b, size))
-        pix = crop_resize(data.pixels[i:i + batch_size, None].float(), b, size, mode="nearest")[:, 0].long()
-        area = (F.one_hot(pix.clamp_min(0), len(data.classes)) * (pix >= 0)[..., None]).sum((1, 2))
-        truth = area >= min_pixels
+        truth = _class_areas(_crop_pixels(data.pixels[i:i + batch_size], b), len(data.classes)) >= min_pixels
         pred = model(x).argmax(1)
         rows = torch.arange(len(pred))
         hits.append(truth[rows, pred])
