@@ -94,7 +94,8 @@ def test_parameter_subsets():
         hessian.HessianOperator(model, F.cross_entropy, [(x, y)], params=["layer9"])
 
 
-def test_model_state_is_restored_even_after_an_exception():
+@pytest.mark.parametrize("method", ["reuse", "recompute", "func"])
+def test_model_state_is_restored_even_after_an_exception(method):
     model = tiny(bn=True).train()
     model[0].weight.requires_grad_(False)
     x, y = data()
@@ -106,12 +107,12 @@ def test_model_state_is_restored_even_after_an_exception():
 
     def failing(out, t):
         calls.append(1)
-        if len(calls) > 3:
+        if len(calls) > 1:   # the second batch: after the model was put in analysis mode
             raise RuntimeError("boom")
         return F.cross_entropy(out, t)
 
     with pytest.raises(RuntimeError, match="boom"):
-        hessian.eigenvalues(model, failing, [(x, y)], top_k=1, bn="train")
+        hessian.eigenvalues(model, failing, [(x[:24], y[:24]), (x[24:], y[24:])], top_k=1, bn="train", method=method)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), f"{k} changed (BatchNorm statistics and counters must not move)"
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
@@ -150,3 +151,61 @@ def test_bad_requests():
     with pytest.warns(UserWarning, match="dropout is turned off"):
         hessian.eigenvalues(dropout, F.cross_entropy, [(x, y)], top_k=1)
     assert dropout.training
+
+
+@pytest.mark.parametrize("bn", ["eval", "train"])
+def test_every_product_method_gives_the_same_operator(bn):
+    model = tiny(bn=True)
+    x, y = data()
+    batches = [(x[:20], y[:20]), (x[20:], y[20:])]
+    V = torch.randn(3, sum(p.numel() for p in model.parameters()), dtype=torch.float64,
+                    generator=torch.Generator().manual_seed(2))
+    out = {}
+    for method in ("reuse", "recompute", "func"):
+        op = hessian.HessianOperator(model, F.cross_entropy, batches, bn=bn, method=method)
+        with op:
+            out[method] = (op.matmat(V), torch.stack([op.matvec(v) for v in V]))
+        assert op.products == 6
+    ref = out["recompute"][1]
+    for method, (block, single) in out.items():
+        torch.testing.assert_close(block, ref, rtol=1e-10, atol=1e-12, msg=method)
+        torch.testing.assert_close(single, ref, rtol=1e-10, atol=1e-12, msg=method)
+    if bn == "eval":
+        H = exact_hessian(model.eval(), x, y)
+        torch.testing.assert_close(ref, V @ H, rtol=1e-10, atol=1e-12)
+
+
+def test_auto_measures_the_graph_and_reuses_it_when_it_fits():
+    model = tiny().eval()
+    x, y = data()
+    op = hessian.HessianOperator(model, F.cross_entropy, [(x, y)])
+    with op:
+        op.matvec(torch.ones(op.dim, dtype=torch.float64))
+        assert op.method == "reuse" and op.graph_bytes > x.numel() * 8 and len(op._graphs) == 1
+    assert not op._graphs   # graphs are freed on exit
+
+
+def test_hutchplusplus_is_exact_when_the_sketch_spans_the_space_and_beats_hutchinson():
+    model = tiny().eval()
+    x, y = data()
+    H = exact_hessian(model, x, y)
+    want = float(torch.trace(H))
+    # 3 x dim products: the sketch spans all of R^dim, so the estimate is exact
+    dim = H.shape[0]
+    full = hessian.trace(model, F.cross_entropy, [(x, y)], n_samples=3 * dim, estimator="hutch++")
+    assert full.estimate == pytest.approx(want, rel=1e-8)
+    # at a small budget, over several seeds, Hutch++'s error is smaller than Hutchinson's
+    err = {e: np.mean([abs(hessian.trace(model, F.cross_entropy, [(x, y)], n_samples=30, estimator=e,
+                                         seed=s).estimate - want) for s in range(8)])
+           for e in ("hutchinson", "hutch++")}
+    assert err["hutch++"] < err["hutchinson"], err
+
+
+def test_density_in_blocks_equals_density_one_probe_at_a_time():
+    model = tiny().eval()
+    x, y = data()
+    a = hessian.density(model, F.cross_entropy, [(x, y)], steps=12, probes=3, block=1)
+    b = hessian.density(model, F.cross_entropy, [(x, y)], steps=12, probes=3, block=3, method="func")
+    np.testing.assert_allclose(a.nodes, b.nodes, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(a.weights, b.weights, rtol=1e-8, atol=1e-10)
+    assert a.products == b.products == 36
