@@ -18,7 +18,7 @@ The curated public API:
 """
 __version__ = "0.1.0"
 
-from . import attribution, bn_only, catalog, config, data, exercises, hessian, guidance, models, multilabel, probe, results, similarity, train, viz
+from . import attribution, bn_only, catalog, config, data, exercises, hessian, guidance, landscape, models, multilabel, probe, results, similarity, train, viz
 from .cache import cached
 from .config import by_mode, device, seed_everything
 from .data import load
@@ -27,5 +27,5 @@ from .probe import run_with_cache
 from .notebook import setup
 from .train import evaluate, fit, train_model
 
-__all__ = ["__version__", "guidance", "multilabel", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
+__all__ = ["__version__", "guidance", "hessian", "landscape", "multilabel", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
            "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate", "train_model", "setup"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -11,8 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-_BN = (nn.modules.batchnorm._BatchNorm,)
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+from .._analysis import BN_TYPES as _BN, analysis_mode, check_bn_mode
 
 
 def _select(model: nn.Module, params) -> list[tuple[str, nn.Parameter]]:
@@ -118,8 +116,7 @@ class HessianOperator:
 
     def __init__(self, model: nn.Module, loss_fn: Callable, batches: Sequence, params=None, bn: str = "eval",
                  method: str = "auto", block: int | None = None):
-        if bn not in ("eval", "train"):
-            raise ValueError(f"bn must be 'eval' or 'train', got {bn!r}")
+        check_bn_mode(bn)
         if method not in self.METHODS:
             raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
         if block is not None and (not isinstance(block, int) or block < 1):
@@ -144,53 +141,21 @@ class HessianOperator:
         self.block = block if block is not None else (8 if self.device.type == "cuda" else 1)
         self.graph_bytes = None
         self._graphs: dict[int, tuple] = {}
-        self._saved = None
-        self._depth = 0
+        self._mode = analysis_mode(model, bn, self.params, stacklevel=4)
 
-    # -- leaving the model exactly as it was --------------------------------------------
+    # -- leaving the model exactly as it was (workbench._analysis) --------------------
     def __enter__(self):
-        self._depth += 1
-        if self._depth > 1:
-            return self
-        m = self.model
-        self._saved = {
-            "training": {name: mod.training for name, mod in m.named_modules()},
-            "requires_grad": {n: p.requires_grad for n, p in m.named_parameters()},
-            "buffers": {n: b.detach().clone() for n, b in m.named_buffers()},
-            "track": {name: mod.track_running_stats for name, mod in m.named_modules() if isinstance(mod, _BN)},
-        }
-        if any(isinstance(mod, _DROPOUT) and mod.training and mod.p > 0 for mod in m.modules()):
-            warnings.warn("the model is in train mode with active dropout; dropout is turned off for the curvature "
-                          "computation and restored afterwards", UserWarning, stacklevel=3)
-        m.eval()
-        if self.bn == "train":
-            for mod in m.modules():
-                if isinstance(mod, _BN):
-                    mod.train()
-                    mod.track_running_stats = False   # batch statistics, running ones left alone
-        chosen = {id(p) for p in self.params}
-        for p in m.parameters():
-            p.requires_grad_(id(p) in chosen)
+        self._mode.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self._depth -= 1
-        if self._depth > 0:
-            return False
-        self._graphs.clear()
-        s, m = self._saved, self.model
-        with torch.no_grad():
-            for n, b in m.named_buffers():
-                if n in s["buffers"]:
-                    b.copy_(s["buffers"][n])
-        for n, p in m.named_parameters():
-            p.requires_grad_(s["requires_grad"][n])
-        for name, mod in m.named_modules():
-            mod.training = s["training"][name]
-            if name in s["track"]:
-                mod.track_running_stats = s["track"][name]
-        self._saved = None
-        return False
+        if self._mode._depth == 1:
+            self._graphs.clear()
+        return self._mode.__exit__(*exc)
+
+    @property
+    def _saved(self):
+        return self._mode._saved
 
     # -- products ----------------------------------------------------------------------
     def _unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
