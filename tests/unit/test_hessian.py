@@ -209,3 +209,16 @@ def test_density_in_blocks_equals_density_one_probe_at_a_time():
     np.testing.assert_allclose(a.nodes, b.nodes, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(a.weights, b.weights, rtol=1e-8, atol=1e-10)
     assert a.products == b.products == 36
+
+
+@pytest.mark.parametrize("start", ["gradient", "random"])
+def test_the_accuracy_asked_for_is_reached_and_residuals_bound_the_error(start):
+    model = tiny().eval()
+    x, y = data()
+    exact = torch.linalg.eigvalsh(exact_hessian(model, x, y)).flip(0)[:2].numpy()
+    for tol in (1e-2, 1e-3, 1e-6):
+        res = hessian.eigenvalues(model, F.cross_entropy, [(x, y)], top_k=2, tol=tol, start=start, max_steps=60)
+        assert res.converged
+        err = np.abs(res.values - exact)
+        assert np.all(err <= res.residuals * (1 + 1e-6) + 1e-12), (tol, err, res.residuals)
+        assert np.all(err <= tol * np.abs(exact) * 1.01)
