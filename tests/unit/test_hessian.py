@@ -222,3 +222,14 @@ def test_the_accuracy_asked_for_is_reached_and_residuals_bound_the_error(start):
         err = np.abs(res.values - exact)
         assert np.all(err <= res.residuals * (1 + 1e-6) + 1e-12), (tol, err, res.residuals)
         assert np.all(err <= tol * np.abs(exact) * 1.01)
+
+
+def test_attention_models_have_exact_hessian_products():
+    torch.manual_seed(0)
+    model = wb.create_model("vit_tiny", dim=12, depth=1, heads=2, img_size=8, patch=4).double().eval()
+    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (6,))
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    with sdpa_kernel([SDPBackend.MATH]):   # the reference needs second derivatives too
+        H = exact_hessian(model, x, y)
+    res = hessian.eigenvalues(model, F.cross_entropy, [(x, y)], top_k=1, tol=1e-10, max_steps=300)
+    assert res.values[0] == pytest.approx(float(torch.linalg.eigvalsh(H)[-1]), rel=1e-6)

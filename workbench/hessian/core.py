@@ -147,11 +147,19 @@ class HessianOperator:
     # -- leaving the model exactly as it was (workbench._analysis) --------------------
     def __enter__(self):
         self._mode.__enter__()
+        if self._mode._depth == 1:
+            # attention's fused CPU/GPU kernels have no second derivative: use the plain one here
+            from contextlib import ExitStack
+
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+            self._stack = ExitStack()
+            self._stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
         return self
 
     def __exit__(self, *exc):
         if self._mode._depth == 1:
             self._graphs.clear()
+            self._stack.close()
         return self._mode.__exit__(*exc)
 
     @property
