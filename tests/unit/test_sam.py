@@ -56,3 +56,22 @@ def test_sam_run_resumes_exactly(tmp_path):
     wb.fit(model(), data, checkpoint_dir=tmp_path, checkpoint_every=2, stop_after_steps=4, **kw)
     resumed = wb.fit(model(), data, checkpoint_dir=tmp_path, checkpoint_every=2, **kw).model.state_dict()
     assert all(torch.equal(ref[k], resumed[k]) for k in ref)
+
+
+def test_train_model_caches_sam_runs_by_their_settings_and_refuses_bare_functions(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    import workbench as wb
+    from workbench.train import sam
+
+    g = torch.Generator().manual_seed(0)
+    ds = wb.data.ImageDataset(torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g),
+                              torch.randint(0, 10, (64,), generator=g), classes=[str(i) for i in range(10)],
+                              name="rand", split="train")
+    kw = dict(model_kwargs=dict(width=4), epochs=1, batch_size=32, progress=False)
+    a = wb.train_model("resnet8", ds, optimizer=sam(rho=0.05), **kw)
+    b = wb.train_model("resnet8", ds, optimizer=sam(rho=0.05), **kw)     # from the cache
+    c = wb.train_model("resnet8", ds, optimizer=sam(rho=0.5), **kw)      # another rho: another run
+    wa, wb_, wc = (torch.cat([p.detach().reshape(-1) for p in r.model.parameters()]) for r in (a, b, c))
+    assert torch.equal(wa, wb_) and not torch.equal(wa, wc)
+    with pytest.raises(ValueError, match="cache_key"):
+        wb.train_model("resnet8", ds, optimizer=lambda groups: torch.optim.SGD(groups, lr=0.1), **kw)

@@ -67,10 +67,16 @@ def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None
         model, extra = build()
         return fit(model, train, test, seed=seed, **{**fit_kwargs, **extra})
     skip = {"live", "progress", "callbacks", "checkpoint_dir", "device"}
+    for k, v in fit_kwargs.items():
+        if callable(v) and k not in skip:
+            if not isinstance(getattr(v, "cache_key", None), str):
+                raise ValueError(f"train_model: {k}= is a function, which the cache cannot tell apart from another; "
+                                 f"give it a string attribute `cache_key` describing it (wb.train.sam(...) has one), "
+                                 "or pass cache=False")
     key = {"model": name, "model_kwargs": model_kwargs, "seed": seed, "setup": setup_key,
            "train": [train.name, train.split, len(train), data_fingerprint(train)],
            "test": [test.name, test.split, len(test), data_fingerprint(test)] if test is not None else None,
-           "fit": {k: v for k, v in fit_kwargs.items() if k not in skip}}
+           "fit": {k: (v.cache_key if callable(v) else v) for k, v in fit_kwargs.items() if k not in skip}}
     out = cached(run, key=key, name="train_model", refresh=refresh)
     model, _ = build()
     load_state_checked(model, out["state"], "cached result")

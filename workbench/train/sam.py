@@ -86,4 +86,6 @@ def sam(rho: float = 0.05, base: str = "sgd", adaptive: bool = False, momentum: 
         return SAM(groups, bases[base], rho=rho, adaptive=adaptive)
 
     make.__qualname__ = f"sam(rho={rho}, base={base!r}, adaptive={adaptive})"
+    make.cache_key = (f"sam(rho={rho!r}, base={base!r}, adaptive={adaptive!r}, momentum={momentum!r}, "
+                      f"nesterov={nesterov!r}, betas={tuple(betas)!r})")   # for train_model's cache
     return make
