@@ -18,6 +18,8 @@ WRONG = {
     "guide_layer_mapping": (lambda t, g: [min(t - 1, (i + 1) * t // g) for i in range(g)], "expected"),
     "real_accuracy": (lambda p, s: sum(a in b for a, b in zip(p, s)) / len(p), "empty set are left out"),
     "composition_accuracy": (lambda a, s: sum(v * a[k] for k, v in s.items() if k in a), "largest size present"),
+    "filter_normalize": (lambda d, w: d * (w.norm() / d.norm()), "whole tensor"),
+    "hutchinson_trace": (lambda mv, zs: sum(float(z @ mv(z)) for z in zs), "summed over the probes"),
 }
 
 

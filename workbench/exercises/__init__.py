@@ -47,6 +47,12 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "set whose label-set sizes occur with the shares given, if accuracy per size stayed as given. "
              "Both are dicts from set size to a number; a size missing from acc_by_size takes the accuracy "
              "of the largest size present.", _checks.composition_accuracy),
+    Exercise("filter_normalize", "05_vit_vs_resnet_sharpness.ipynb",
+             "Write filter_normalize(d, w) -> tensor: for a weight w with two or more dimensions, scale each filter "
+             "d[i] of the direction to the norm of w[i]; for a one-dimensional w return zeros.", _checks.filter_normalize),
+    Exercise("hutchinson_trace", "05_vit_vs_resnet_sharpness.ipynb",
+             "Write hutchinson_trace(matvec, probes) -> float: the mean of z · (H z) over the given Rademacher "
+             "probes z, where matvec(z) returns H z.", _checks.hutchinson_trace),
 ]}
 
 

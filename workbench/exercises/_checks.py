@@ -100,3 +100,39 @@ def composition_accuracy(fn) -> str | None:
     if not math.isclose(got, want):
         return f"composition_accuracy gave {got:.4f}, expected {want:.4f}: weight each size's accuracy by its share"
     return None
+
+
+def filter_normalize(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for shape in ((4, 3, 3, 3), (5, 7)):
+        w = torch.randn(shape, generator=g, dtype=torch.float64) * torch.arange(1, shape[0] + 1).view(-1, *[1] * (len(shape) - 1))
+        d = torch.randn(shape, generator=g, dtype=torch.float64)
+        got, want = fn(d.clone(), w.clone()), ref.filter_normalize(d, w)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return f"for a weight of shape {shape} return a tensor of the same shape, got {getattr(got, 'shape', got)}"
+        if not torch.allclose(got, want, rtol=1e-6, atol=1e-9):
+            layer = d * (w.norm() / d.norm())
+            if torch.allclose(got, layer, rtol=1e-6):
+                return ("you scaled the whole tensor to the weight's norm (layer normalization); scale each filter "
+                        "(each slice along the first dimension) to the norm of the same filter of the weight")
+            return f"for a weight of shape {shape} the result differs from the filter-normalized direction"
+    b = torch.randn(6, generator=g, dtype=torch.float64)
+    got = fn(torch.randn(6, generator=g, dtype=torch.float64), b)
+    if not torch.equal(got, torch.zeros_like(b)):
+        return "a one-dimensional parameter (a bias or BatchNorm gain) gets a zero direction, as in Li et al."
+    return None
+
+
+def hutchinson_trace(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(12, 12, generator=g, dtype=torch.float64)
+    h = a + a.T
+    probes = [(torch.randint(0, 2, (12,), generator=g) * 2 - 1).double() for _ in range(7)]
+    got, want = float(fn(lambda v: h @ v, probes)), ref.hutchinson_trace(lambda v: h @ v, probes)
+    if not math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9):
+        if math.isclose(got, want * len(probes), rel_tol=1e-9):
+            return f"you summed over the probes ({got:.4f}); the estimate is the mean ({want:.4f})"
+        if math.isclose(got, float(torch.trace(h)), rel_tol=1e-9):
+            return "you computed the exact trace; use only the products with the given probes"
+        return f"got {got:.4f}, expected the mean of z·Hz over the probes, {want:.4f}"
+    return None

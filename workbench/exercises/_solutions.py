@@ -37,3 +37,15 @@ def real_accuracy(predictions: list[int], label_sets: list[list[int]]) -> float:
 def composition_accuracy(acc_by_size: dict[int, float], share_by_size: dict[int, float]) -> float:
     largest = max(acc_by_size)
     return sum(share * acc_by_size.get(size, acc_by_size[largest]) for size, share in share_by_size.items())
+
+
+def filter_normalize(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if w.dim() <= 1:
+        return torch.zeros_like(w)
+    dn = d.reshape(len(d), -1).norm(dim=1)
+    wn = w.reshape(len(w), -1).norm(dim=1)
+    return d * (wn / dn).view(-1, *([1] * (d.dim() - 1)))
+
+
+def hutchinson_trace(matvec, probes: list[torch.Tensor]) -> float:
+    return float(sum(float(z @ matvec(z)) for z in probes) / len(probes))
