@@ -30,6 +30,22 @@ def _no_source(tmp_path, monkeypatch):
     wb.load("fashion_mnist")
 
 
+class _Unused(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.spare = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def _xy(n=8, bad=False):
+    x = torch.randn(n, 4)
+    if bad:
+        x[3, 1] = float("inf")
+    return x, torch.randint(0, 3, (n,))
+
+
 CASES = [
     ("unknown model", lambda t, m: wb.create_model("resnet21"), ValueError,
      r"unknown model 'resnet21'.*valid names: .*resnet20"),
@@ -83,6 +99,22 @@ CASES = [
     ("a guide layer that does not exist",
      lambda t, m: Guidance(wb.create_model("resnet8"), wb.create_model("plain8"), pairs=[("layer1.0", "layer7.0")]),
      ValueError, r"guide layer: .*layer7.0"),
+    ("a loss that ignores selected parameters",
+     lambda t, m: wb.hessian.eigenvalues(_Unused(), torch.nn.functional.cross_entropy, [_xy()], top_k=1), ValueError,
+     r"the loss does not depend on 2 selected parameters, e\.g\. \['spare.weight', 'spare.bias'\]; leave them out with params="),
+    ("no batches for the Hessian",
+     lambda t, m: wb.hessian.trace(_Unused(), torch.nn.functional.cross_entropy, [], n_samples=4), ValueError,
+     r"batches is empty: pass a list of \(inputs, targets\) batches"),
+    ("non-finite Hessian-vector products",
+     lambda t, m: wb.hessian.eigenvalues(_Unused(), torch.nn.functional.cross_entropy, [_xy(), _xy(bad=True)],
+                                         top_k=1, params="used", start="random"), FloatingPointError,
+     r"a Hessian-vector product was not finite on batch 1 \(parameters \['used.weight', 'used.bias'\]"),
+    ("a direction made for another model",
+     lambda t, m: wb.landscape.slice_1d(wb.create_model("resnet8"), wb.landscape.random_direction(
+         wb.create_model("resnet8", width=8)), [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))], progress=False),
+     ValueError, r"direction\['stem.0.weight'\] has shape \(8, 3, 3, 3\) but the parameter has shape \(16, 3, 3, 3\)"),
+    ("an even landscape grid", lambda t, m: wb.landscape.grid(1.0, 20), ValueError,
+     r"n must be an odd integer >= 3 so the grid passes through the model"),
     ("no data source", _no_source, DataUnavailableError,
      r"no source of 'fashion_mnist' \(train\) could be reached. To fix: .*apt-get install dataset-fashion-mnist"),
 ]
@@ -101,3 +133,16 @@ def test_bad_input_gets_a_clear_error_and_writes_nothing(what, call, error, mess
 
 def test_the_table_is_large_enough():
     assert len(CASES) >= 15
+
+
+def test_dropout_in_train_mode_is_turned_off_with_a_warning_and_restored():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Dropout(0.5), torch.nn.Linear(6, 3)).train()
+    x, y = _xy()
+    with pytest.warns(UserWarning, match="train mode with active dropout; dropout is turned off"):
+        a = wb.hessian.eigenvalues(model, torch.nn.functional.cross_entropy, [(x, y)], top_k=1, tol=1e-8)
+    b = wb.hessian.eigenvalues(model.eval(), torch.nn.functional.cross_entropy, [(x, y)], top_k=1, tol=1e-8)
+    assert a.values[0] == pytest.approx(b.values[0], rel=1e-6)     # dropout really was off
+    model.train()
+    with pytest.warns(UserWarning, match="dropout"):
+        wb.landscape.slice_1d(model, wb.landscape.random_direction(model), [(x, y)], [0.0], progress=False)
+    assert model.training and model[1].training

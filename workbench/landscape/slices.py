@@ -177,6 +177,7 @@ def slice_1d(model: nn.Module, direction: Mapping, batches: Sequence, alphas: Se
     """Loss and accuracy along ``theta + a * direction`` for ``a`` in ``alphas`` (default
     :func:`grid` ``(1, 21)``)."""
     alphas = grid(1.0, 21) if alphas is None else np.asarray(alphas, dtype=np.float64)
+    check_direction(model, direction, "direction")
     t = time.perf_counter()
     loss, acc = evaluate_points(model, batches, alphas[:, None], [direction], loss_fn, bn=bn, chunk=chunk,
                                 progress=progress, desc=label or "1-D slice")
@@ -192,6 +193,8 @@ def slice_2d(model: nn.Module, dx: Mapping, dy: Mapping, batches: Sequence, alph
     (default :func:`grid` ``(1, 21)`` each)."""
     alphas = grid(1.0, 21) if alphas is None else np.asarray(alphas, dtype=np.float64)
     betas = alphas if betas is None else np.asarray(betas, dtype=np.float64)
+    check_direction(model, dx, "dx")
+    check_direction(model, dy, "dy")
     B, A = np.meshgrid(betas, alphas, indexing="ij")
     coords = np.stack([A.ravel(), B.ravel()], 1)
     t = time.perf_counter()
