@@ -91,6 +91,7 @@ case "$cmd" in
     NO_MKDOCS_2_WARNING=1 exec "$VENV/bin/python" docs/build.py "$@" ;;
   bench)
     setup
+    "$VENV/bin/python" -m pip install -q -e ".[dev,bench]"
     for b in benchmarks/bench_*.py; do say "$b"; "$VENV/bin/python" "$b" "$@"; done ;;
   *)
     sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'

@@ -12,6 +12,8 @@ The curated public API:
 * :mod:`wb.probe` — ``run_with_cache(model, x, names)``.
 * :mod:`wb.train` — ``fit(...)``, ``evaluate``, recipes, checkpoints.
 * :mod:`wb.bn_only` — BatchNorm-only training policies and their analysis.
+* :mod:`wb.hessian` — Hessian eigenvalues, trace and spectral density of a model's loss.
+* :mod:`wb.landscape` — loss-landscape directions, 1-D / 2-D slices, sharpness, plots.
 * :mod:`wb.viz` — plotly figures, live plots, widget detection.
 * :func:`wb.setup` — the first cell of every notebook.
 * :func:`wb.cached` — expensive results on disk, keyed by configuration.

@@ -73,14 +73,15 @@ def lines(lands: Mapping[str, Landscape] | Sequence[Landscape], metric: str = "l
 
 def explorer(lands: Mapping[str, Landscape], log: bool = True):
     """An interactive view of several 2-D slices: choose the model, the view (contour, surface,
-    the 1-D cut) and the position of the cut (β); without a widget frontend, the first view."""
+    the 1-D cut of every model) and the position of the cut (β from 0, through the models,
+    outwards); without a widget frontend, the first view."""
     from ..viz import explorer as _explorer
 
     if not lands:
         raise ValueError("explorer needs at least one landscape, e.g. {'resnet20': land}")
     any_land = next(iter(lands.values()))
     betas = [round(float(b), 4) for b in any_land.betas]
-    middle = betas[len(betas) // 2:] + betas[:len(betas) // 2]
+    through_model = betas[len(betas) // 2:]   # 0 (through the model) first, then outwards
 
     def render(model: str, view: str, beta: float):
         land = lands[model]
@@ -91,4 +92,4 @@ def explorer(lands: Mapping[str, Landscape], log: bool = True):
         fig = lines(lands, log=log, beta=beta, title=f"1-D cut at β = {beta:g} (every model)")
         return fig
 
-    return _explorer(render, model=list(lands), view=["contour", "surface", "cut at β"], beta=middle)
+    return _explorer(render, model=list(lands), view=["contour", "surface", "cut at β"], beta=through_model)

@@ -73,7 +73,7 @@ def worst_case_increase(model: nn.Module, loss_fn: Callable = F.cross_entropy, b
                 for (n, _), g in zip(e.items(), gs):
                     if g is not None:
                         grads[n] += wi * g
-            total += wi * float(loss)
+            total += wi * float(loss.detach())
         return total, grads
 
     def ball_norm(eps):   # ||T^-1 e|| (T = |w| for ASAM, identity for SAM)

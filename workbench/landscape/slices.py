@@ -8,8 +8,8 @@ loop that loads a state dict per point within 1e-6).
 
 BatchNorm: ``bn="eval"`` (default) evaluates every point with the model's running statistics,
 which were estimated at the centre; ``bn="train"`` uses each batch's own statistics at every
-point (the running ones are not touched). Li et al. (2018) kept the running statistics fixed;
-the choice is recorded in the result.
+point (the running ones are not touched): the loss as training sees it. The choice is recorded in
+the result.
 
 On a GPU, ``chunk`` points are evaluated at once with ``torch.func.vmap`` over stacked weights
 (fewer, larger kernels); on a CPU one point at a time is already at the forward-only bound.
