@@ -145,10 +145,10 @@ def hessian_directions(model: nn.Module, loss_fn: Callable, batches, k: int = 2,
     (``kwargs`` go to :func:`workbench.hessian.eigenvalues`; the BatchNorm mode with ``bn=``)."""
     from ..hessian import eigenvalues
 
-    res = eigenvalues(model, loss_fn, batches, top_k=k, vectors=True, **kwargs)
-    names = [n for n, p in model.named_parameters() if p.requires_grad] if kwargs.get("params") is None else None
-    if names is None:
+    if kwargs.get("params") is not None:
         raise ValueError("hessian_directions works over all trainable parameters; leave params= out")
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    res = eigenvalues(model, loss_fn, batches, top_k=k, vectors=True, **kwargs)
     dirs = []
     shapes = dict(model.named_parameters())
     for v in res.vectors:
