@@ -10,6 +10,11 @@ as it came: parameters, buffers, ``requires_grad`` flags and the train/eval flag
 after an exception). Every result records the BatchNorm mode, because it matters: on a ResNet
 the eval-mode and train-mode spectra differ by orders of magnitude.
 
+Products reuse each batch's gradient graph when it fits in memory (about 2.5 gradients per
+product on a CPU) and go through ``torch.func`` in vmapped blocks on a GPU; ``trace`` offers
+Hutch++ beside Hutchinson; Lanczos starts from the gradient plus a random vector and stops on
+a residual-based error estimate. ``benchmarks/bench_hessian.py`` measures all of this.
+
 >>> res = wb.hessian.eigenvalues(model, F.cross_entropy, batches, top_k=5)   # doctest: +SKIP
 >>> res.values, res.products, res.converged, res.bn                              # doctest: +SKIP
 """
