@@ -25,6 +25,21 @@ def check_bn_mode(bn: str) -> str:
     return bn
 
 
+def weighted_batches(batches: Iterable, purpose: str) -> tuple[list, list[float]]:
+    """The batches as a list and each one's weight ``len(x) / total``, so that a weighted sum
+    of batch means is the mean over all the data whatever the split. ``purpose`` completes
+    the error message for an empty list ("... batches to <purpose>")."""
+    batches = list(batches)
+    if not batches:
+        raise ValueError(f"batches is empty: pass a list of (inputs, targets) batches to {purpose}")
+    for i, b in enumerate(batches):
+        if not isinstance(b, (tuple, list)) or len(b) != 2 or len(b[0]) == 0:
+            raise ValueError(f"batches[{i}] must be a non-empty (inputs, targets) pair")
+    sizes = [len(b[0]) for b in batches]
+    total = sum(sizes)
+    return batches, [n / total for n in sizes]
+
+
 class analysis_mode:
     """Context manager: ``with analysis_mode(model, bn, grad_params): ...``.
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._analysis import BN_TYPES as _BN, analysis_mode, check_bn_mode
+from .._analysis import BN_TYPES as _BN, analysis_mode, check_bn_mode, weighted_batches
 
 
 def _select(model: nn.Module, params) -> list[tuple[str, nn.Parameter]]:
@@ -122,19 +122,11 @@ class HessianOperator:
             raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
         if block is not None and (not isinstance(block, int) or block < 1):
             raise ValueError(f"block must be a positive integer (vectors per product), got {block!r}")
-        batches = list(batches) if not isinstance(batches, list) else batches
-        if not batches:
-            raise ValueError("batches is empty: pass a list of (inputs, targets) batches to average the Hessian over")
-        for i, b in enumerate(batches):
-            if not isinstance(b, (tuple, list)) or len(b) != 2 or len(b[0]) == 0:
-                raise ValueError(f"batches[{i}] must be a non-empty (inputs, targets) pair")
+        batches, self.weights = weighted_batches(batches, "average the Hessian over")
         self.model, self.loss_fn, self.batches, self.bn = model, loss_fn, batches, bn
         self.named = _select(model, params)
         self.params = [p for _, p in self.named]
         self.dim = sum(p.numel() for p in self.params)
-        self.weights = [len(b[0]) for b in batches]
-        total = sum(self.weights)
-        self.weights = [w / total for w in self.weights]
         self.products = 0
         self.method = self.requested = method
         self._checked = False
@@ -215,7 +207,8 @@ class HessianOperator:
         not grow with the batch). Measured on a slice because saved-tensor hooks left on the
         graph itself slowed every later product by about 15% (measured on a CPU)."""
         x, y = self._batch(i)
-        k = min(len(x), probe)
+        n = len(x)
+        k = min(n, probe)
         if k < len(x) and isinstance(y, torch.Tensor) and len(y) == len(x):
             x, y = x[:k], y[:k]
         else:
@@ -233,7 +226,7 @@ class HessianOperator:
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             self._grads(x, y, create_graph=True)
-        return int(sum(seen.values()) * len(self._batch(i)[0]) / k)
+        return int(sum(seen.values()) * n / k)
 
     def _finite(self, flat: torch.Tensor, i: int) -> torch.Tensor:
         if not torch.isfinite(flat).all():

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._analysis import analysis_mode
-from .slices import _check_batches
+from .slices import _weighted
 
 
 @dataclass
@@ -48,7 +48,7 @@ def worst_case_increase(model: nn.Module, loss_fn: Callable = F.cross_entropy, b
         raise ValueError(f"rho must be positive, got {rho!r}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    batches = _check_batches(batches)
+    batches, w = _weighted(batches)
     from torch.func import functional_call
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -57,8 +57,6 @@ def worst_case_increase(model: nn.Module, loss_fn: Callable = F.cross_entropy, b
     dev = named[0][1].device
     base = {n: p.detach() for n, p in named}
     scale = {n: (p.abs() if adaptive else torch.ones_like(p)) for n, p in base.items()}
-    sizes = torch.tensor([len(b[0]) for b in batches], dtype=torch.float64)
-    w = (sizes / sizes.sum()).tolist()
 
     def mean_loss(eps: dict, grad: bool):
         total = 0.0

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._analysis import analysis_mode, check_bn_mode
+from .._analysis import analysis_mode, check_bn_mode, weighted_batches
 from .directions import check_direction
 
 
@@ -72,14 +72,8 @@ def grid(radius: float = 1.0, n: int = 21) -> np.ndarray:
     return radius * np.arange(-k, k + 1, dtype=np.float64) / k
 
 
-def _check_batches(batches) -> list:
-    batches = list(batches)
-    if not batches:
-        raise ValueError("batches is empty: pass a list of (inputs, targets) batches to evaluate the loss over")
-    for i, b in enumerate(batches):
-        if not isinstance(b, (tuple, list)) or len(b) != 2 or len(b[0]) == 0:
-            raise ValueError(f"batches[{i}] must be a non-empty (inputs, targets) pair")
-    return batches
+def _weighted(batches) -> tuple[list, list[float]]:
+    return weighted_batches(batches, "evaluate the loss over")
 
 
 def _stats(out: torch.Tensor, y, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,7 +93,7 @@ def evaluate_points(model: nn.Module, batches: Sequence, coords: np.ndarray, dir
     """Mean loss and accuracy over ``batches`` at ``theta + sum_j coords[i, j] * directions[j]``
     for every row ``i`` of ``coords`` (``(P, len(directions))``). Returns two ``(P,)`` arrays."""
     check_bn_mode(bn)
-    batches = _check_batches(batches)
+    batches, w = _weighted(batches)
     coords = np.asarray(coords, dtype=np.float64)
     if coords.ndim != 2 or coords.shape[1] != len(directions):
         raise ValueError(f"coords must have shape (points, {len(directions)}), got {coords.shape}")
@@ -117,8 +111,6 @@ def evaluate_points(model: nn.Module, batches: Sequence, coords: np.ndarray, dir
 
     base = {n: p.detach() for n, p in model.named_parameters()}
     dirs = [{n: d[n].to(device=dev, dtype=base[n].dtype) for n in base} for d in directions]
-    sizes = np.array([len(b[0]) for b in batches], dtype=np.float64)
-    w = sizes / sizes.sum()
     data = [(x.to(dev), y.to(dev) if isinstance(y, torch.Tensor) else y) for x, y in batches]
     P = len(coords)
     loss = np.zeros(P)
@@ -158,10 +150,8 @@ def evaluate_points(model: nn.Module, batches: Sequence, coords: np.ndarray, dir
 
 
 def _center(model, batches, loss_fn, bn) -> tuple[float, float]:
-    batches = _check_batches(batches)
+    batches, w = _weighted(batches)
     dev = next(model.parameters()).device
-    sizes = np.array([len(b[0]) for b in batches], dtype=np.float64)
-    w = sizes / sizes.sum()
     loss = acc = 0.0
     with analysis_mode(model, bn), torch.no_grad():
         for (x, y), wi in zip(batches, w):
