@@ -7,10 +7,13 @@ Prints, in one process on the same machine:
    whose ``__getitem__`` crops and flips one image), and the ratio;
 2. training steps: seconds per step with each pipeline feeding the same model, the
    share of time spent on data, and the ratio;
-3. the full laptop run: test accuracy, wall time, data share of epoch time.
+3. the loop: seconds per step of ``wb.fit`` (a task and algorithms at named events, none listening)
+   against the loop it replaced (``tests/reference/legacy_fit.py``), timed alternately;
+4. the full laptop run: test accuracy, wall time, data share of epoch time.
 
 Run:  WORKBENCH_DATA_DIR=../shared/data python benchmarks/bench_train.py [--epochs 6] [--skip-full]
 Goal (issue 2): >= 75% test accuracy within 10 minutes on 2 CPU cores, data <= 10% of epoch time.
+Goal (issue 26): the events cost nothing measurable when no algorithm listens (within 2%).
 """
 from __future__ import annotations
 
@@ -18,13 +21,18 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 import workbench as wb
 from workbench.train.schedules import recipe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the frozen old loop lives in tests/reference
 
 
 class PerImageDataset(torch.utils.data.Dataset):
@@ -105,12 +113,31 @@ def time_steps(batches, model, opt, n: int) -> tuple[float, float]:
     return total_t / n, data_t / total_t
 
 
+def time_loops(train, rounds: int, steps: int) -> tuple[float, float]:
+    """Median seconds per step of the new and the old loop (ResNet-20, batch 256, no test set, no
+    algorithm), alternating old and new ``rounds`` times; each figure is the loop's own step time."""
+    from tests.reference.legacy_fit import fit as legacy_fit
+
+    per = {"new": [], "old": []}
+    subset = wb.data.ImageDataset(train.images[:256 * steps], train.labels[:256 * steps], train.classes,
+                                  name=train.name, mean=train.mean, std=train.std)
+    for r in range(rounds + 1):
+        for name, fit in (("old", legacy_fit), ("new", wb.fit)) if r % 2 else (("new", wb.fit), ("old", legacy_fit)):
+            torch.manual_seed(0)
+            h = fit(wb.create_model("resnet20"), subset, batch_size=256, epochs=1, progress=False, seed=0).history
+            if r:  # round 0 warms up both
+                per[name].append(h["seconds"].iloc[-1] / h["step"].iloc[-1])
+    return statistics.median(per["new"]), statistics.median(per["old"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--steps", type=int, default=30, help="steps timed per pipeline in part 2")
-    ap.add_argument("--skip-full", action="store_true", help="skip the full training run (part 3)")
+    ap.add_argument("--skip-full", action="store_true", help="skip the full training run (part 4)")
+    ap.add_argument("--loop-rounds", type=int, default=6, help="alternating rounds of part 3 (0 skips it)")
+    ap.add_argument("--only-loop", action="store_true", help="run part 3 alone")
     ap.add_argument("--json", help="also write the numbers to this file")
     args = ap.parse_args()
     threads = int(os.environ.get("WORKBENCH_THREADS", os.cpu_count() or 1))
@@ -123,37 +150,45 @@ def main() -> None:
     print(f"load CIFAR-10 (train+test): {time.perf_counter() - t:.2f} s  [{train.source}]")
     out: dict = {}
 
-    bs = 256
-    ours = wb.data.Loader(train, batch_size=bs, augment="crop_flip", device="cpu", seed=0)
-    n_b = 50
-    t_ours = time_batches(ours, n_b)
-    dl = torch.utils.data.DataLoader(PerImageDataset(train), batch_size=bs, shuffle=True, num_workers=0)
-    t_dl = time_batches(dl, n_b)
-    pil = torch.utils.data.DataLoader(PILDataset(train), batch_size=bs, shuffle=True, num_workers=0)
-    t_pil = time_batches(pil, n_b)
-    print(f"\n1. data pipeline, {n_b} batches of {bs} with crop+flip:")
-    print(f"   wb.data.Loader                     {n_b * bs / t_ours:10.0f} images/s")
-    print(f"   per-image tensor DataLoader        {n_b * bs / t_dl:10.0f} images/s   (Loader {t_dl / t_ours:.1f}x faster)")
-    print(f"   per-image PIL (torchvision-style)  {n_b * bs / t_pil:10.0f} images/s   (Loader {t_pil / t_ours:.1f}x faster)")
-    out.update(data_ratio_tensor=t_dl / t_ours, data_ratio_pil=t_pil / t_ours)
+    if not args.only_loop:
+        bs = 256
+        ours = wb.data.Loader(train, batch_size=bs, augment="crop_flip", device="cpu", seed=0)
+        n_b = 50
+        t_ours = time_batches(ours, n_b)
+        dl = torch.utils.data.DataLoader(PerImageDataset(train), batch_size=bs, shuffle=True, num_workers=0)
+        t_dl = time_batches(dl, n_b)
+        pil = torch.utils.data.DataLoader(PILDataset(train), batch_size=bs, shuffle=True, num_workers=0)
+        t_pil = time_batches(pil, n_b)
+        print(f"\n1. data pipeline, {n_b} batches of {bs} with crop+flip:")
+        print(f"   wb.data.Loader                     {n_b * bs / t_ours:10.0f} images/s")
+        print(f"   per-image tensor DataLoader        {n_b * bs / t_dl:10.0f} images/s   (Loader {t_dl / t_ours:.1f}x faster)")
+        print(f"   per-image PIL (torchvision-style)  {n_b * bs / t_pil:10.0f} images/s   (Loader {t_pil / t_ours:.1f}x faster)")
+        out.update(data_ratio_tensor=t_dl / t_ours, data_ratio_pil=t_pil / t_ours)
 
-    model = wb.create_model("resnet20").to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    s_ours, share_ours = time_steps(ours, model, opt, args.steps)
-    s_dl, share_dl = time_steps(dl, model, opt, args.steps)
-    s_pil, share_pil = time_steps(pil, model, opt, args.steps)
-    print(f"\n2. resnet20 training steps (batch {bs}, fp32, {args.steps} steps each):")
-    print(f"   wb.data.Loader                     {s_ours * 1000:6.0f} ms/step, data {share_ours:6.1%} of step time")
-    print(f"   per-image tensor DataLoader        {s_dl * 1000:6.0f} ms/step, data {share_dl:6.1%}   "
-          f"epoch time ratio {s_dl / s_ours:.2f}x")
-    print(f"   per-image PIL (torchvision-style)  {s_pil * 1000:6.0f} ms/step, data {share_pil:6.1%}   "
-          f"epoch time ratio {s_pil / s_ours:.2f}x")
-    out.update(step_ratio_tensor=s_dl / s_ours, step_ratio_pil=s_pil / s_ours, data_share_steps=share_ours,
-               data_share_tensor=share_dl, data_share_pil=share_pil)
+        model = wb.create_model("resnet20").to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        s_ours, share_ours = time_steps(ours, model, opt, args.steps)
+        s_dl, share_dl = time_steps(dl, model, opt, args.steps)
+        s_pil, share_pil = time_steps(pil, model, opt, args.steps)
+        print(f"\n2. resnet20 training steps (batch {bs}, fp32, {args.steps} steps each):")
+        print(f"   wb.data.Loader                     {s_ours * 1000:6.0f} ms/step, data {share_ours:6.1%} of step time")
+        print(f"   per-image tensor DataLoader        {s_dl * 1000:6.0f} ms/step, data {share_dl:6.1%}   "
+              f"epoch time ratio {s_dl / s_ours:.2f}x")
+        print(f"   per-image PIL (torchvision-style)  {s_pil * 1000:6.0f} ms/step, data {share_pil:6.1%}   "
+              f"epoch time ratio {s_pil / s_ours:.2f}x")
+        out.update(step_ratio_tensor=s_dl / s_ours, step_ratio_pil=s_pil / s_ours, data_share_steps=share_ours,
+                   data_share_tensor=share_dl, data_share_pil=share_pil)
 
-    if not args.skip_full:
+    if args.loop_rounds:
+        new, old = time_loops(train, args.loop_rounds, steps=10)
+        print(f"\n3. the loop, resnet20, batch 256, 10 steps, median of {args.loop_rounds} alternating rounds:")
+        print(f"   wb.fit (task + events, no algorithm)  {new * 1000:6.1f} ms/step")
+        print(f"   the old loop (legacy_fit)              {old * 1000:6.1f} ms/step   new/old {new / old:.3f}")
+        out.update(loop_new_s=new, loop_old_s=old, loop_ratio=new / old)
+
+    if not args.skip_full and not args.only_loop:
         cfg = recipe("laptop", epochs=args.epochs, precision=args.precision)
-        print(f"\n3. full laptop run: resnet20, {cfg}")
+        print(f"\n4. full laptop run: resnet20, {cfg}")
         wb.seed_everything(0)
         model = wb.create_model("resnet20")
         t = time.perf_counter()

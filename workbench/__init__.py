@@ -10,7 +10,9 @@ The curated public API:
 * :mod:`wb.data` — ``load(name, split)``, ``Loader`` (batches with augmentation on tensors).
 * :mod:`wb.models` — ``create_model(name)``, ``list_models()``, hook points.
 * :mod:`wb.probe` — ``run_with_cache(model, x, names)``.
-* :mod:`wb.train` — ``fit(...)``, ``evaluate``, recipes, checkpoints.
+* :mod:`wb.train` — ``fit(...)`` over a task and algorithms at named events, ``evaluate``, recipes, checkpoints.
+* :mod:`wb.transfer` — distillation (a task of ``fit``).
+* :mod:`wb.ssl` — two-view contrastive learning, NT-Xent (a task of ``fit``).
 * :mod:`wb.bn_only` — BatchNorm-only training policies and their analysis.
 * :mod:`wb.hessian` — Hessian eigenvalues, trace and spectral density of a model's loss.
 * :mod:`wb.landscape` — loss-landscape directions, 1-D / 2-D slices, sharpness, plots.
@@ -20,7 +22,7 @@ The curated public API:
 """
 __version__ = "0.1.0"
 
-from . import attribution, bn_only, catalog, config, data, exercises, hessian, guidance, landscape, models, multilabel, probe, results, similarity, train, viz
+from . import attribution, bn_only, catalog, config, data, exercises, hessian, guidance, landscape, models, multilabel, probe, results, similarity, ssl, train, transfer, viz
 from .cache import cached
 from .config import by_mode, device, seed_everything
 from .data import load
@@ -29,5 +31,5 @@ from .probe import run_with_cache
 from .notebook import setup
 from .train import evaluate, fit, train_model
 
-__all__ = ["__version__", "guidance", "hessian", "landscape", "multilabel", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
+__all__ = ["__version__", "ssl", "transfer", "guidance", "hessian", "landscape", "multilabel", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
            "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate", "train_model", "setup"]

@@ -25,24 +25,15 @@ def pause_at_step(model, x, y, logits):
     return torch.zeros((), device=logits.device)
 
 
-class GuidedPause:
-    """Guidance plus the hang point of :func:`pause_at_step`."""
+def guided_pause(guidance):
+    """Guidance (an algorithm of wb.fit) plus the hang point of :func:`pause_at_step`, before its term."""
+    class GuidedPause(type(guidance)):
+        def on_after_loss(self, state):
+            pause_at_step(state.model, state.batch[0], state.batch[1], state.outputs)
+            super().on_after_loss(state)
 
-    def __init__(self, guidance):
-        self.g = guidance
-
-    def attach(self, model):
-        self.g.attach(model)
-
-    def detach(self):
-        self.g.detach()
-
-    def set_step(self, step):
-        self.g.set_step(step)
-
-    def __call__(self, model, x, y, logits):
-        pause_at_step(model, x, y, logits)
-        return self.g(model, x, y, logits)
+    guidance.__class__ = GuidedPause
+    return guidance
 
 
 def train(ckpt: str, policy: str, out: str | None) -> None:
@@ -56,14 +47,20 @@ def train(ckpt: str, policy: str, out: str | None) -> None:
         torch.manual_seed(1)
         guide = wb.create_model("resnet8", width=8)
         model = wb.create_model("plain8", width=8)
-        extra = GuidedPause(wb.guidance.Guidance(guide, model, alpha=1.0, steps=7))
+        extra = guided_pause(wb.guidance.Guidance(guide, model, alpha=1.0, steps=7))
+    elif policy == "stateful":  # two algorithms with state: a noise generator and an average of the weights
+        from tests.reference.algorithms import GradientNoise, WeightAverage
+        kw = {"algorithms": [GradientNoise(0.02, seed=4), WeightAverage(0.7)]}
     elif policy != "none":
         kw = wb.bn_only.configure(model, policy, seed=0).fit_kwargs()
     res = wb.fit(model, train_ds, epochs=2, batch_size=128, lr=0.1, weight_decay=1e-3, progress=False, seed=0,
                  checkpoint_dir=ckpt or None, checkpoint_every=2, extra_loss=extra, **kw)
     if out:
         from workbench.train.checkpoint import save_checkpoint
-        save_checkpoint(Path(out), res.model, meta={"history": res.history.to_dict(orient="list")})
+        algs = {f"alg{i}.{k}": v for i, a in enumerate(kw.get("algorithms", []))
+                for k, v in (a.state_dict() or {}).items() if isinstance(v, torch.Tensor)}
+        save_checkpoint(Path(out), res.model, meta={"history": res.history.to_dict(orient="list")},
+                        extra_tensors=algs)
 
 
 def cache_write(cache_dir: str, slow: str) -> None:

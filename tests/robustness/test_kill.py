@@ -40,7 +40,7 @@ def run(args, env_extra=None, hang_marker=None, timeout=240):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("policy", ["none", "bn_only", "random_per_channel", "guided"])
+@pytest.mark.parametrize("policy", ["none", "bn_only", "random_per_channel", "guided", "stateful"])
 def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(policy, tmp_path):
     ref = tmp_path / "ref"
     r = run(["train", "", policy, str(ref)])
@@ -54,6 +54,8 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(policy, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     a, b = load_file(str(ref) + ".safetensors"), load_file(str(tmp_path / "resumed.safetensors"))
     assert a.keys() == b.keys()
+    if policy == "stateful":  # the weight average and the noise generator's state came back too
+        assert {"extra.alg0.gen", "extra.alg1.avg.fc.weight"} <= set(a)
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs after kill and resume"
     ha = json.loads(Path(str(ref) + ".json").read_text())["history"]

@@ -20,12 +20,14 @@ from .dataset import ImageDataset, to_float
 AUGMENTATIONS = (None, "crop_flip", "flip", "crop")
 
 
-def _gen(seed: int, *parts: int) -> torch.Generator:
-    # a reproducible stream per (seed, epoch, batch), independent of everything else
+def random_stream(seed: int, *parts: int) -> torch.Generator:
+    """A CPU generator that is a pure function of ``(seed, *parts)`` (say seed, epoch, batch), independent
+    of every other stream and of the global RNG: what resumable randomness is built on."""
     s = seed
     for p in parts:
         s = (s * 1_000_003 + p + 1) % (2 ** 63 - 1)
     return torch.Generator().manual_seed(s)
+
 
 
 def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: int = 4,
@@ -104,7 +106,7 @@ class Loader:
         if not self.shuffle:
             return torch.arange(n, device=self.device)
         e = self.epoch if epoch is None else epoch
-        return torch.randperm(n, generator=_gen(self.seed, e)).to(self.device)
+        return torch.randperm(n, generator=random_stream(self.seed, e)).to(self.device)
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Make one batch from dataset indices."""
@@ -122,7 +124,7 @@ class Loader:
         order = self.order()
         for b in range(start, len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield self.batch(idx, _gen(self.seed, self.epoch, b) if self.augment else None)
+            yield self.batch(idx, random_stream(self.seed, self.epoch, b) if self.augment else None)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iter_from(0)

@@ -13,7 +13,11 @@ only part of the prior.
 >>> guide = wb.create_model("resnet20")                                   # doctest: +SKIP
 >>> target = wb.create_model("mlp", depth=8)                              # doctest: +SKIP
 >>> g = wb.guidance.Guidance(guide, target, alpha=1.0)                     # doctest: +SKIP
->>> wb.fit(target, train, test, extra_loss=g)   # history gains 'align' and 'cka'  # doctest: +SKIP
+>>> wb.fit(target, train, test, algorithms=[g])  # history gains 'align' and 'cka'  # doctest: +SKIP
+
+``Guidance`` is an algorithm of :func:`workbench.fit`: it hooks the target's layers at ``fit_start``,
+adds its term to the loss at ``after_loss`` and removes the hooks at ``fit_end``
+(``extra_loss=g`` works the same).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 from torch import nn
 
 from ..probe import resolve_names
+from ..train import Algorithm, model_fingerprint
 from ..similarity import flatten_examples, gram_centered, linear_cka
 from ..similarity.cka import _safe_ratio
 
@@ -57,8 +62,8 @@ def cka_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1 - linear_cka(a.float(), b.float(), differentiable=True)
 
 
-class Guidance:
-    """The alignment term, as an ``extra_loss`` for :func:`workbench.train.fit`.
+class Guidance(Algorithm):
+    """The alignment term, as an algorithm of :func:`workbench.train.fit` (or its ``extra_loss``).
 
     Args:
         guide: the frozen guide network (trained or freshly initialized).
@@ -109,7 +114,27 @@ class Guidance:
         self._handles: list = []
         self.__qualname__ = f"Guidance(alpha={alpha}, pairs={len(pairs)}, steps={steps})"
 
-    # fit() calls attach/detach around training
+    def config(self) -> dict:
+        return {"name": "Guidance", "guide": model_fingerprint(self.guide), "pairs": [list(p) for p in self.pairs],
+                "alpha": self.alpha, "steps": self.steps, "precision": self.precision,
+                "distance": getattr(self.distance, "__qualname__", type(self.distance).__name__)}
+
+    # the events of wb.fit
+    def on_fit_start(self, state) -> None:
+        self.attach(state.model)
+
+    def on_batch_loaded(self, state) -> None:
+        self.set_step(state.step)  # steps= counts training steps, also after a resume
+
+    def on_after_loss(self, state) -> None:
+        term, logs = self(state.model, state.batch[0], state.batch[1], state.outputs)
+        state.loss = state.loss + term
+        state.logs.update(logs)
+
+    def on_fit_end(self, state) -> None:
+        self.detach()
+
+    # also usable by hand: attach, then call it as fn(model, x, y, logits), then detach
     def attach(self, model: nn.Module) -> None:
         if model is not self.target:
             raise ValueError("this Guidance was built for another target model")
@@ -172,25 +197,12 @@ class Guidance:
         if self.alpha == 0 or (self.steps is not None and step >= self.steps):
             return zero, {"align": zero.detach(), "cka": zero.detach()}
         if not self._handles:
-            raise RuntimeError("Guidance is not attached to the target: pass it to wb.fit(extra_loss=...), "
+            raise RuntimeError("Guidance is not attached to the target: pass it to wb.fit(algorithms=[...]), "
                                "which attaches it, or call attach(target) first")
         guide_acts = self.guide_activations(x)
         dists = self._distances(guide_acts, torch.bfloat16 if self._low_precision(x) else torch.float32)
         term = self.alpha * dists.sum()
         return term, {"align": term.detach(), "cka": (1 - dists.detach()).mean()}
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """A short hash of a model's class and every tensor of its state (for cache keys)."""
-    import hashlib
-
-    from ..cache import _tensor_bytes
-
-    h = hashlib.sha256(type(model).__name__.encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(_tensor_bytes(t.detach().cpu()))
-    return h.hexdigest()[:16]
 
 
 def train_guided(target: str, train, test=None, *, guide: nn.Module | None = None, target_kwargs: dict | None = None,

@@ -26,6 +26,27 @@ def data_fingerprint(ds: ImageDataset) -> str:
     return fp
 
 
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of a model's class and every tensor of its state (for cache keys: a guide, a teacher)."""
+    from ..cache import _tensor_bytes
+
+    h = hashlib.sha256(type(model).__name__.encode())
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(_tensor_bytes(t.detach().cpu()))
+    return h.hexdigest()[:16]
+
+
+def _key_value(k: str, v: Any) -> Any:
+    """A fit argument as it enters the cache key: tasks and algorithms by their recorded configuration."""
+    from .events import describe
+    if k == "task":
+        return describe(v)
+    if k == "algorithms":
+        return [describe(a) for a in v if not getattr(a, "observer", False)]
+    return v.cache_key if callable(v) else v
+
+
 def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None, *, model_kwargs: dict | None = None,
                 seed: int = 0, cache: bool = True, refresh: bool = False, setup=None, setup_key: Any = None,
                 **fit_kwargs) -> TrainResult:
@@ -33,7 +54,9 @@ def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None
 
     Args:
         name, model_kwargs: the registry model to build.
-        train, test, **fit_kwargs: passed to :func:`fit` (``live``, ``progress`` are not part of the key).
+        train, test, **fit_kwargs: passed to :func:`fit` (``live``, ``progress`` are not part of the key;
+            ``task`` and ``algorithms`` enter it by their ``config()``, so runs that differ only in an
+            algorithm's arguments never share an entry).
         seed: seeds the initialisation and the training run.
         cache: read and write the result cache (weights and history).
         setup: optional ``fn(model) -> dict`` applied before training (for example a BN-only
@@ -68,7 +91,7 @@ def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None
         return fit(model, train, test, seed=seed, **{**fit_kwargs, **extra})
     skip = {"live", "progress", "callbacks", "checkpoint_dir", "device"}
     for k, v in fit_kwargs.items():
-        if callable(v) and k not in skip:
+        if callable(v) and k not in skip and k not in ("task", "algorithms"):
             if not isinstance(getattr(v, "cache_key", None), str):
                 raise ValueError(f"train_model: {k}= is a function, which the cache cannot tell apart from another; "
                                  f"give it a string attribute `cache_key` describing it (wb.train.sam(...) has one), "
@@ -76,7 +99,7 @@ def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None
     key = {"model": name, "model_kwargs": model_kwargs, "seed": seed, "setup": setup_key,
            "train": [train.name, train.split, len(train), data_fingerprint(train)],
            "test": [test.name, test.split, len(test), data_fingerprint(test)] if test is not None else None,
-           "fit": {k: (v.cache_key if callable(v) else v) for k, v in fit_kwargs.items() if k not in skip}}
+           "fit": {k: _key_value(k, v) for k, v in fit_kwargs.items() if k not in skip}}
     out = cached(run, key=key, name="train_model", refresh=refresh)
     model, _ = build()
     load_state_checked(model, out["state"], "cached result")

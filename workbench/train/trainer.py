@@ -1,4 +1,4 @@
-"""The one training loop of the workbench.
+"""The one training loop of the workbench: a task, a list of algorithms, and named events.
 
 >>> import workbench as wb
 >>> train, test = wb.data.load("shapes", "train"), wb.data.load("shapes", "test")
@@ -6,22 +6,70 @@
 >>> result = wb.train.fit(model, train, test, epochs=2, lr=0.1)   # doctest: +SKIP
 >>> result.history[["epoch", "train_loss", "test_acc"]]             # doctest: +SKIP
 
-Everything a paper notebook varies is an argument: the optimizer and schedule
-(or a named :func:`~workbench.train.recipe`), which parameters train (``params``)
-and which entries of them (``grad_masks``), an extra loss term (``extra_loss``,
-used by guidance training), precision, checkpointing with exact resume.
+The **task** says what a batch is and how it becomes a loss and metrics (default:
+:class:`~workbench.train.tasks.Classification`); **algorithms** change training at named
+**events** (:mod:`workbench.train.events`). Where each event fires::
+
+    init                          choose what trains, change the model; then the optimizer is built
+                                  and a checkpoint, if any, restores model, optimizer and algorithms
+    fit_start
+    for epoch:
+        epoch_start
+        for batch:
+            batch_loaded          state.batch; the learning rate is set
+            before_forward        \\
+            after_forward          | compute(): outputs = task.forward, loss = task.loss,
+            after_loss             | algorithms add terms to state.loss, backward,
+            after_backward        /  then edit gradients (masks, noise)
+            optimizer step        (or the one algorithm with replaces_step, which may call compute() again)
+            after_step            state.step counts the steps taken; a mid-epoch checkpoint may follow
+        evaluation of the test set, the epoch's history row
+        epoch_end                 then the epoch's checkpoint
+    fit_end                       always, also after an error (state.error)
+
+A task in ten lines (a regression on the label's value, say)::
+
+    class Regression(wb.train.Task):
+        metric_names = ("loss",)
+        def loss(self, outputs, batch, state):
+            return F.mse_loss(outputs[:, 0], batch[1].float())
+        def metrics(self, outputs, batch, loss):      # sums over the batch, and their count
+            return {"loss": loss.detach().double() * len(batch[1])}, len(batch[1])
+        def config(self):
+            return {"name": "Regression"}
+
+    wb.fit(model, train, task=Regression())
+
+An algorithm in ten lines (Gaussian gradient noise with its own generator, resumable)::
+
+    class GradientNoise(wb.train.Algorithm):
+        def __init__(self, std=0.01, seed=0):
+            super().__init__(std=std, seed=seed)          # recorded in the run's configuration
+            self.std, self.gen = std, torch.Generator().manual_seed(seed)
+        def on_after_backward(self, state):
+            for p in state.trainable.values():
+                p.grad += self.std * torch.randn(p.shape, generator=self.gen).to(p.grad)
+        def state_dict(self):                              # saved in every checkpoint
+            return {"gen": self.gen.get_state()}
+        def load_state_dict(self, d):
+            self.gen.set_state(d["gen"])
+
+    wb.fit(model, train, algorithms=[GradientNoise(0.01)])
+
+``params=``, ``grad_masks=``, ``extra_loss=``, a sharpness-aware ``optimizer=``, ``live=`` and
+``progress=`` are shorthands for the algorithms of :mod:`workbench.train.algorithms`.
 
 Design notes:
 
-* Data randomness is a pure function of ``(seed, epoch, batch)`` and the learning
-  rate a pure function of the step, so resuming from a checkpoint, even one taken
-  mid-epoch, continues exactly as the uninterrupted run (bitwise on the CPU).
-* The optimizer step takes a closure, so optimizers that evaluate the loss twice
-  (sharpness-aware minimization) plug in unchanged.
-* Entries masked out by ``grad_masks`` never change: their gradient is zeroed
-  after weight decay is folded in, and their group has no decoupled decay.
-* A non-finite loss stops training with the step and the likely causes, before any
-  checkpoint of the broken weights is written.
+* Data randomness is a pure function of ``(seed, epoch, batch)`` and the learning rate a pure
+  function of the step; algorithm state, the optimizer and the CPU RNG are checkpointed, so a
+  run resumed from any checkpoint, even one taken mid-epoch, ends bitwise equal on the CPU.
+* A non-finite loss stops training with the step and the likely causes, before any checkpoint
+  of the broken weights is written.
+* The recorded configuration (``TrainResult.config``, every checkpoint, ``train_model``'s cache
+  key) holds the task and every algorithm with its arguments; a checkpoint of another
+  configuration is refused.
+* With no algorithm listening, an event is a loop over an empty list.
 """
 from __future__ import annotations
 
@@ -33,13 +81,15 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import config
 from ..data import ImageDataset, Loader
+from .algorithms import ClosureStep, EpochFunctions, ExtraLoss, GradMask, LiveCurves, ProgressBar, SelectParams
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from .events import State, _jsonable, check_algorithms, describe, handlers
 from .schedules import SCHEDULES, lr_at
+from .tasks import Classification, autocast, check_data_fits_model, classification_loss
 
 __all__ = ["fit", "evaluate", "TrainResult", "NonFiniteLossError", "OPTIMIZERS"]
 
@@ -88,7 +138,7 @@ def evaluate(model: nn.Module, data: ImageDataset | Loader, batch_size: int = 10
     """
     dev = torch.device(device) if device is not None else _model_device(model)
     if isinstance(data, ImageDataset):
-        _check_data_fits_model(model, data)
+        check_data_fits_model(model, data)
         loader = Loader(data, batch_size=batch_size, shuffle=False, device=dev,
                         channels_last=_use_channels_last(model, dev) if channels_last is None else channels_last)
     else:
@@ -100,9 +150,9 @@ def evaluate(model: nn.Module, data: ImageDataset | Loader, batch_size: int = 10
         correct = None
         n = 0
         for x, y in loader:
-            with _autocast(dev, precision):
+            with autocast(dev, precision):
                 logits = model(x)
-            loss_sum += _task_loss(logits, y, reduction="sum").double()
+            loss_sum += classification_loss(logits, y, reduction="sum").double()
             hits = (logits.argmax(1) == (y[:, None] if logits.ndim == 3 else y)).sum(0)  # [] or [members]
             correct = hits if correct is None else correct + hits
             n += len(y)
@@ -116,17 +166,6 @@ def evaluate(model: nn.Module, data: ImageDataset | Loader, batch_size: int = 10
     return out
 
 
-def _task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
-               reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy; for packed logits ``[batch, classes, members]`` the sum of the members' losses."""
-    if logits.ndim == 3:
-        members = logits.shape[2]
-        loss = F.cross_entropy(logits.float(), y[:, None].expand(-1, members), label_smoothing=label_smoothing,
-                               reduction=reduction)
-        return loss * members if reduction == "mean" else loss
-    return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing, reduction=reduction)
-
-
 def _model_device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
@@ -134,61 +173,6 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def _use_channels_last(model: nn.Module, dev: torch.device) -> bool:
     return dev.type in ("cpu", "cuda") and any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
-def _autocast(dev: torch.device, precision: str):
-    enabled = precision == "bf16"
-    return torch.autocast(dev.type if dev.type in ("cpu", "cuda") else "cpu", dtype=torch.bfloat16, enabled=enabled)
-
-
-def _check_data_fits_model(model: nn.Module, data: ImageDataset) -> None:
-    n_cls = getattr(model, "num_classes", None)
-    if n_cls is not None and n_cls != data.num_classes:
-        raise ValueError(
-            f"the model predicts {n_cls} classes but {data.name} has {data.num_classes}; "
-            f"create the model with num_classes={data.num_classes}"
-        )
-    chans = getattr(model, "in_chans", None)
-    if chans is not None and chans != data.shape[0]:
-        raise ValueError(
-            f"the model takes {chans}-channel images but {data.name} has {data.shape[0]}; "
-            f"create the model with in_chans={data.shape[0]}"
-        )
-    size = getattr(model, "img_size", None)
-    if size is not None and tuple(data.shape[1:]) != (size, size):
-        raise ValueError(f"the model was built for {size}x{size} images but {data.name} has "
-                         f"{data.shape[1]}x{data.shape[2]}; create it with img_size={data.shape[2]}")
-
-
-def _select_params(model: nn.Module, params) -> dict[str, nn.Parameter]:
-    named = dict(model.named_parameters())
-    if params is None:
-        chosen = {n: p for n, p in named.items() if p.requires_grad}
-    elif callable(params):
-        chosen = {n: p for n, p in named.items() if params(n, p)}
-    else:
-        names = list(params)
-        unknown = [n for n in names if n not in named]
-        if unknown:
-            raise ValueError(f"params names {unknown[:5]} are not parameters of the model; "
-                             f"valid names include {list(named)[:6]} ...")
-        chosen = {n: named[n] for n in names}
-    if not chosen:
-        raise ValueError("no parameter is selected for training: check params= (or requires_grad flags)")
-    return chosen
-
-
-def _check_masks(masks: dict[str, torch.Tensor] | None, chosen: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, m in (masks or {}).items():
-        if name not in chosen:
-            raise ValueError(f"grad_masks names {name!r}, which is not a trained parameter; "
-                             "mask only parameters selected by params=")
-        p = chosen[name]
-        if tuple(m.shape) != tuple(p.shape):
-            raise ValueError(f"grad_masks[{name!r}] has shape {tuple(m.shape)} but the parameter has {tuple(p.shape)}")
-        out[name] = m.to(device=p.device, dtype=p.dtype)
-    return out
 
 
 def _make_optimizer(kind, groups, lr, momentum, nesterov, betas):
@@ -204,17 +188,93 @@ def _make_optimizer(kind, groups, lr, momentum, nesterov, betas):
                      "that builds an optimizer from parameter groups")
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return getattr(v, "__qualname__", None) or type(v).__name__
+def _build_algorithms(algorithms, params, grad_masks, extra_loss, live, progress, callbacks) -> list:
+    """The shorthand arguments as algorithms, in the order they act: selection, masks, the extra loss,
+    the caller's algorithms, then the observers (a closure step joins once the optimizer exists)."""
+    given = list(algorithms)
+    out: list[Any] = [] if params is None else [SelectParams(params)]
+    if grad_masks:
+        out.append(GradMask(grad_masks))
+    if extra_loss is not None:  # an algorithm (wb.guidance.Guidance) or fn(model, x, y, logits)
+        out.append(extra_loss if callable(getattr(extra_loss, "on_after_loss", None)) else ExtraLoss(extra_loss))
+    out += given
+    if progress:
+        out.append(ProgressBar())
+    if live:
+        out.append(LiveCurves())
+    if callbacks:
+        out.append(EpochFunctions(callbacks))
+    return check_algorithms(out)
+
+
+class _Checkpoints:
+    """Write, find, prune and restore a run's checkpoints (model, optimizer, algorithms, CPU RNG)."""
+
+    def __init__(self, folder: Path, keep: int, stateful: list[tuple[str, Any]]):
+        self.folder, self.keep, self.stateful = folder, keep, stateful
+
+    def write(self, s: State, cfg: dict, epoch: int, next_batch: int, acc: dict) -> Path:
+        tensors, plain = {"rng_cpu": torch.get_rng_state()}, {}
+        for key, alg in self.stateful:
+            for k, v in (alg.state_dict() or {}).items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"alg.{key}.{k}"] = v
+                else:
+                    plain.setdefault(key, {})[k] = v
+        meta = {"config": _jsonable(cfg), "epoch": epoch, "next_batch": next_batch, "global_step": s.step,
+                "history": s.rows, "accumulators": acc, "total_steps": s.total_steps, "algorithm_state": plain}
+        path = save_checkpoint(self.folder / f"ckpt-{s.step:09d}", s.model, s.optimizer, meta=meta,
+                               extra_tensors=tensors)
+        for old in sorted(self.folder.glob("ckpt-*.json"))[:-self.keep]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".safetensors").unlink(missing_ok=True)
+        return path
+
+    def clear(self) -> None:
+        for p in list(self.folder.glob("ckpt-*.json")) + list(self.folder.glob("ckpt-*.safetensors")):
+            p.unlink()
+
+    def resume(self, s: State, cfg: dict) -> tuple[Path, dict] | None:
+        found = latest_checkpoint(self.folder)
+        if found is None:
+            return None
+        old = json.loads(found.read_text()).get("config", {})
+        diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != _jsonable(v)}
+        if diff:
+            lines = "; ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in list(diff.items())[:6])
+            raise CheckpointError(f"{found} is from a different run ({lines}). Use another checkpoint_dir, "
+                                  "or resume=False to start over")
+        meta, _, extra = load_checkpoint(found, s.model, s.optimizer)
+        saved = dict(meta.get("algorithm_state", {}))
+        for k, v in extra.items():
+            if k.startswith("alg."):
+                key, name = k[4:].split(".", 1)[0], k[4:].split(".", 1)[1]
+                saved.setdefault(key, {})[name] = v
+        have = {key: alg for key, alg in self.stateful}
+        for key, state in saved.items():
+            if key not in have:
+                raise CheckpointError(f"{found} holds state for algorithm {key}, which has no state to take it "
+                                      "(its state_dict() returns None): give it state_dict/load_state_dict, "
+                                      "or resume=False to start over")
+            have[key].load_state_dict(state)
+        missing = [key for key in have if key not in saved]
+        if missing:
+            raise CheckpointError(f"{found} holds no state for algorithm {missing[0]}: it was saved by another "
+                                  "version of it; use another checkpoint_dir or resume=False")
+        if "rng_cpu" in extra:
+            torch.set_rng_state(extra["rng_cpu"])
+        return found, meta
+
+
+def _scalar_loss(loss: Any, who: str) -> None:
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        got = f"a tensor of shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"{who} gave {got} as the loss; it must be a scalar tensor (reduce it with .mean() "
+                         "or .sum())")
 
 
 def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | None = None, *,
+        task=None, algorithms: Iterable[Any] = (),
         epochs: int = 1, batch_size: int = 128, optimizer: str | Callable = "sgd", lr: float = 0.1,
         momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
         betas: tuple[float, float] = (0.9, 0.999), schedule: str = "onecycle", warmup: float = 0.15,
@@ -227,26 +287,31 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
         progress: bool = True, seed: int | None = None, device: torch.device | str | None = None,
         callbacks: Iterable[Callable] = (), stop_after_steps: int | None = None,
         stop_after_seconds: float | None = None) -> TrainResult:
-    """Train ``model`` on ``train`` and evaluate on ``test`` each epoch.
+    """Train ``model`` on ``train`` with ``task`` and ``algorithms``; evaluate on ``test`` each epoch.
 
     Args:
-        model: any ``nn.Module`` mapping ``[B, C, H, W]`` float images to logits.
+        model: any ``nn.Module`` the task can call (for classification: ``[B, C, H, W]`` images to logits).
         train: an :class:`~workbench.data.ImageDataset` (batches are made here) or a ready
             :class:`~workbench.data.Loader`.
-        test: evaluated every ``eval_every`` epochs and at the end.
+        test: evaluated by the task every ``eval_every`` epochs and at the end.
+        task: what a batch is and how it becomes a loss (:class:`~workbench.train.tasks.Task`);
+            default classification with ``label_smoothing``.
+        algorithms: :class:`~workbench.train.events.Algorithm` objects acting at the loop's events,
+            in this order at each event (after the shorthands below that come before them).
         epochs, batch_size, lr, momentum, nesterov, weight_decay, betas: the usual.
         optimizer: ``"sgd"``, ``"adam"``, ``"adamw"``, or ``fn(param_groups) -> Optimizer``.
             An optimizer with ``needs_closure = True`` (sharpness-aware minimization) gets
             the closure that recomputes loss and gradients.
         schedule, warmup, milestones, gamma: see :func:`~workbench.train.schedules.lr_at`.
-        label_smoothing: for the cross-entropy.
+        label_smoothing: for the default classification task.
         augment: ``"crop_flip"`` (CIFAR standard), ``"flip"``, ``"crop"`` or ``None``.
         params: which parameters train: ``None`` (those with ``requires_grad``), a list of
             names, or ``fn(name, param) -> bool``. The others are frozen for the run and
             their ``requires_grad`` flags restored afterwards.
         grad_masks: ``{name: 0/1 tensor}``; only entries where the mask is 1 change.
         extra_loss: ``fn(model, x, y, logits) -> tensor`` or ``-> (tensor, {name: float})``,
-            added to the task loss; the logged values appear in the history.
+            added to the task loss (or an algorithm acting at ``after_loss``); the logged values
+            appear in the history.
         precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 on a CUDA GPU that
             supports it, else fp32).
         channels_last: memory format for convolutions; default on for conv nets.
@@ -280,6 +345,12 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
+    if task is None:
+        task = Classification(label_smoothing)
+    elif label_smoothing:
+        raise ValueError("label_smoothing= belongs to the default classification task; with task= given, "
+                         "set it on the task (wb.train.Classification(label_smoothing=...))")
+    algs = _build_algorithms(algorithms, params, grad_masks, extra_loss, live, progress, callbacks)
     model.to(dev)
     if channels_last is None:
         channels_last = _use_channels_last(model, dev)
@@ -288,254 +359,201 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
 
     if isinstance(train, Loader):
         loader = train
-        _check_data_fits_model(model, loader.dataset)
     elif isinstance(train, ImageDataset):
-        _check_data_fits_model(model, train)
         loader = Loader(train, batch_size=batch_size, shuffle=True, augment=augment, device=dev,
                         channels_last=channels_last, seed=seed)
     else:
         raise TypeError(f"train must be an ImageDataset (wb.data.load) or a Loader, got {type(train).__name__}")
+    task.check_data(model, loader.dataset)
     if test is not None:
         if not isinstance(test, ImageDataset):
             raise TypeError(f"test must be an ImageDataset or None, got {type(test).__name__}")
-        _check_data_fits_model(model, test)
+        task.check_data(model, test)
         test_loader = Loader(test, batch_size=eval_batch_size, shuffle=False, device=dev, channels_last=channels_last)
 
-    chosen = _select_params(model, params)
-    masks = _check_masks(grad_masks, chosen)
     spe = len(loader)
     total_steps = epochs * spe if max_steps is None else min(max_steps, epochs * spe)
     milestones = tuple(int(m) for m in milestones)
+    forward = torch.compile(model, mode=compile if isinstance(compile, str) else None) if compile else model
+    s = State(model=model, forward=forward, task=task, device=dev, precision=precision, seed=seed, epochs=epochs,
+              steps_per_epoch=spe, total_steps=total_steps, weight_decay=weight_decay)
+    on = handlers(algs)
 
-    cfg = {
-        "model": getattr(model, "model_name", type(model).__name__), "model_kwargs": getattr(model, "model_kwargs", {}),
-        "data": getattr(loader.dataset, "name", "?"), "n_train": len(loader.dataset), "epochs": epochs,
-        "batch_size": loader.batch_size, "optimizer": _jsonable(optimizer), "lr": lr, "momentum": momentum,
-        "nesterov": nesterov, "weight_decay": weight_decay, "betas": list(betas), "schedule": schedule,
-        "warmup": warmup, "milestones": list(milestones), "gamma": gamma, "label_smoothing": label_smoothing,
-        "augment": loader.augment, "precision": precision, "seed": seed, "max_steps": max_steps,
-        "trainable": sorted(chosen), "masked": sorted(masks), "extra_loss": _jsonable(extra_loss) if extra_loss else None,
-    }
+    def fire(event: str) -> None:
+        for h in on[event]:
+            h(s)
 
-    # which parameters train; masked ones get no decoupled decay (their L2 term is folded into the gradient)
-    flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    for n, p in model.named_parameters():
-        p.requires_grad_(n in chosen)
-    plain = [p for n, p in chosen.items() if n not in masks]
-    masked = [chosen[n] for n in masks]
-    groups = [{"params": plain, "weight_decay": weight_decay}]
-    if masked:
-        groups.append({"params": masked, "weight_decay": 0.0})
-    groups = [g for g in groups if g["params"]]
-    opt = _make_optimizer(optimizer, groups, lr, momentum, nesterov, betas)
-    mask_pairs = [(chosen[n], m) for n, m in masks.items()]
-
-    forward = model
-    if compile:
-        forward = torch.compile(model, mode=compile if isinstance(compile, str) else None)
-
-    # --- resume -----------------------------------------------------------------------------------
-    start_epoch, start_batch, global_step = 0, 0, 0
-    rows: list[dict[str, Any]] = []
-    acc_state = {"loss": 0.0, "correct": 0, "n": 0, "extra": {}, "data_time": 0.0, "time": 0.0}
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    last_ckpt = None
-    torch.manual_seed(seed)
-    if ckpt_dir is not None:
-        found = latest_checkpoint(ckpt_dir)
-        if found is not None and not resume:
-            for p in list(ckpt_dir.glob("ckpt-*.json")) + list(ckpt_dir.glob("ckpt-*.safetensors")):
-                p.unlink()
-            found = None
-        if found is not None:
-            meta = json.loads(found.read_text())
-            old = meta.get("config", {})
-            diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != _jsonable(v)}
-            if diff:
-                lines = "; ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in list(diff.items())[:6])
-                raise CheckpointError(
-                    f"{found} is from a different run ({lines}). Use another checkpoint_dir, or resume=False to start over"
-                )
-            meta, saved_masks, extra = load_checkpoint(found, model, opt)
-            for (p, m), name in zip(mask_pairs, masks):
-                if name in saved_masks and not torch.equal(saved_masks[name].to(m), m):
-                    raise CheckpointError(f"grad_masks[{name!r}] differs from the mask saved in {found}; "
-                                          "pass the same masks (same seed) or resume=False")
-            start_epoch, start_batch, global_step = meta["epoch"], meta["next_batch"], meta["global_step"]
-            rows = meta["history"]
-            acc_state = meta["accumulators"]
-            if "rng_cpu" in extra:
-                torch.set_rng_state(extra["rng_cpu"])
-            last_ckpt = found
-
-    def write_checkpoint(epoch: int, next_batch: int) -> Path:
-        stem = ckpt_dir / f"ckpt-{global_step:09d}"
-        meta = {"config": _jsonable(cfg), "epoch": epoch, "next_batch": next_batch, "global_step": global_step,
-                "history": rows, "accumulators": acc_state, "total_steps": total_steps}
-        path = save_checkpoint(stem, model, opt, masks=masks, meta=meta,
-                               extra_tensors={"rng_cpu": torch.get_rng_state()})
-        olds = sorted(ckpt_dir.glob("ckpt-*.json"))[:-keep_checkpoints]
-        for o in olds:
-            o.unlink(missing_ok=True)
-            o.with_suffix(".safetensors").unlink(missing_ok=True)
-        return path
-
-    plot = None
-    if live:
-        from ..viz import LivePlot
-        plot = LivePlot(total_epochs=epochs)
-        if rows:
-            plot.update(rows)
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total_steps, initial=global_step, disable=not progress, desc="training", unit="step",
-               leave=True, dynamic_ncols=True)
-    steps_this_call = 0
-    t_call = time.perf_counter()
-    sync_each_step = dev.type == "cpu"
-    sync_every = 10 if sync_each_step else 50
-    bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
-    dev_acc: dict[str, Any] = {"loss": torch.zeros((), dtype=torch.float64, device=dev),
-                               "correct": torch.zeros((), dtype=torch.int64, device=dev), "extra": {}}
-
-    def raise_nonfinite(value: float, step: int, applied: bool) -> None:
-        where = (f"at global step {step} (epoch {(step - 1) // spe + 1}, batch {(step - 1) % spe + 1}), "
-                 f"learning rate {lr_at(step - 1, total_steps, lr, schedule, warmup, milestones, gamma, spe):.4g}")
-        raise NonFiniteLossError(
-            f"the loss became {value} {where}. Likely causes: a learning rate too high for this model "
-            f"(try lr={lr / 10:g}), inputs with NaN/inf values, or an extra loss term that diverged. "
-            + ("The steps after it ran on the GPU before the check, but " if applied else
-               "The weights of this step were not applied and ")
-            + "no checkpoint was written from it."
-        )
-
-    def flush() -> None:
-        """Move the device-side running sums into acc_state (one sync) and check for a non-finite loss."""
-        if not sync_each_step and int(bad_step) >= 0:
-            raise_nonfinite(float("nan"), int(bad_step), applied=True)
-        acc_state["loss"] += float(dev_acc["loss"])
-        acc_state["correct"] += int(dev_acc["correct"])
-        for k, v in dev_acc["extra"].items():
-            acc_state["extra"][k] = acc_state["extra"].get(k, 0.0) + float(v)
-        dev_acc["loss"].zero_()
-        dev_acc["correct"].zero_()
-        dev_acc["extra"] = {}
-
-    model.train()
-    if extra_loss is not None and hasattr(extra_loss, "attach"):  # e.g. Guidance: hooks on the target's layers
-        extra_loss.attach(model)
     try:
+        fire("init")
+        if not s.trainable:
+            s.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+            if not s.trainable:
+                raise ValueError("no parameter is selected for training: check params= (or requires_grad flags)")
+        # masked parameters get no decoupled decay (their L2 term is folded into the gradient)
+        groups = [{"params": [p for n, p in s.trainable.items() if n not in s.no_decay], "weight_decay": weight_decay},
+                  {"params": [s.trainable[n] for n in s.no_decay], "weight_decay": 0.0}]
+        s.optimizer = opt = _make_optimizer(optimizer, [g for g in groups if g["params"]], lr, momentum, nesterov,
+                                            betas)
+        if getattr(opt, "needs_closure", False):  # e.g. SAM: its step evaluates the loss again itself
+            algs = check_algorithms([*[a for a in algs if not getattr(a, "observer", False)], ClosureStep(),
+                                     *[a for a in algs if getattr(a, "observer", False)]])
+            on.update(handlers(algs))
+        stepper = next((a for a in algs if getattr(a, "replaces_step", False)), None)
+        recorded = [a for a in algs if not getattr(a, "observer", False)]
+        cfg = {
+            "model": getattr(model, "model_name", type(model).__name__),
+            "model_kwargs": getattr(model, "model_kwargs", {}), "data": getattr(loader.dataset, "name", "?"),
+            "n_train": len(loader.dataset), "epochs": epochs, "batch_size": loader.batch_size,
+            "optimizer": _jsonable(optimizer), "lr": lr, "momentum": momentum, "nesterov": nesterov,
+            "weight_decay": weight_decay, "betas": list(betas), "schedule": schedule, "warmup": warmup,
+            "milestones": list(milestones), "gamma": gamma, "label_smoothing": label_smoothing,
+            "augment": loader.augment, "precision": precision, "seed": seed, "max_steps": max_steps,
+            "trainable": sorted(s.trainable), "masked": sorted(s.no_decay),
+            "extra_loss": _jsonable(extra_loss) if extra_loss else None,
+            "task": describe(task), "algorithms": [describe(a) for a in recorded],
+        }
+        task.setup(model, dev)
+
+        start_epoch, start_batch = 0, 0
+        acc: dict[str, Any] = {"sums": {}, "logs": {}, "n": 0, "data_time": 0.0, "time": 0.0}
+        last_ckpt = None
+        torch.manual_seed(seed)
+        ckpts = None
+        if checkpoint_dir is not None:
+            stateful = [(f"{i}", a) for i, a in enumerate(recorded) if a.state_dict() is not None]
+            ckpts = _Checkpoints(Path(checkpoint_dir), keep_checkpoints, stateful)
+            if not resume:
+                ckpts.clear()
+            got = ckpts.resume(s, cfg)
+            if got is not None:
+                last_ckpt, meta = got
+                start_epoch, start_batch, s.step = meta["epoch"], meta["next_batch"], meta["global_step"]
+                s.rows, acc = meta["history"], meta["accumulators"]
+
+        steps_this_call, t_call, checked = 0, time.perf_counter(), False
+        sync_each_step = dev.type == "cpu"
+        sync_every = 10 if sync_each_step else 50
+        bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
+        dev_sums: dict[str, torch.Tensor] = {}
+
+        def raise_nonfinite(value: float, step: int, applied: bool) -> None:
+            where = (f"at global step {step} (epoch {(step - 1) // spe + 1}, batch {(step - 1) % spe + 1}), "
+                     f"learning rate {lr_at(step - 1, total_steps, lr, schedule, warmup, milestones, gamma, spe):.4g}")
+            raise NonFiniteLossError(
+                f"the loss became {value} {where}. Likely causes: a learning rate too high for this model "
+                f"(try lr={lr / 10:g}), inputs with NaN/inf values, or an extra loss term that diverged. "
+                + ("The steps after it ran on the GPU before the check, but " if applied else
+                   "The weights of this step were not applied and ")
+                + "no checkpoint was written from it.")
+
+        def flush() -> None:
+            """Move the device-side running sums into ``acc`` (one sync); check for a non-finite loss."""
+            if not sync_each_step and int(bad_step) >= 0:
+                raise_nonfinite(float("nan"), int(bad_step), applied=True)
+            for k, v in dev_sums.items():
+                part = acc["logs"] if k.startswith("log:") else acc["sums"]
+                name = k[4:] if k.startswith("log:") else k
+                part[name] = part.get(name, 0.0) + float(v)
+            dev_sums.clear()
+            s.running = {k: v / max(acc["n"], 1) for k, v in acc["sums"].items()}
+
+        def add(key: str, value) -> None:
+            dev_sums[key] = dev_sums[key] + value if key in dev_sums else value
+
+        def compute() -> torch.Tensor:
+            """One forward and backward pass on ``s.batch`` (a step-replacing algorithm may call it again)."""
+            opt.zero_grad(set_to_none=True)
+            fire("before_forward")
+            with autocast(dev, precision):
+                s.outputs = task.forward(forward, s.batch, s)
+                fire("after_forward")
+                s.loss = task.loss(s.outputs, s.batch, s)
+                _scalar_loss(s.loss, f"task {task.name}")
+                fire("after_loss")
+            _scalar_loss(s.loss, "an algorithm at after_loss")
+            s.loss.backward()
+            fire("after_backward")
+            s.pass_index += 1
+            return s.loss
+
+        fire("fit_start")
         for epoch in range(start_epoch, epochs):
-            if global_step >= total_steps:
+            if s.step >= total_steps:
                 break
+            s.epoch = epoch
             loader.set_epoch(epoch)
-            batches = loader.iter_from(start_batch)
-            b = start_batch
-            while global_step < total_steps and b < spe:
+            batches, b = loader.iter_from(start_batch), start_batch
+            fire("epoch_start")
+            while s.step < total_steps and b < spe:
                 t0 = time.perf_counter()
-                x, y = next(batches)
-                acc_state["data_time"] += time.perf_counter() - t0
-                cur_lr = lr_at(global_step, total_steps, lr, schedule, warmup, milestones, gamma, spe)
+                s.batch = next(batches)
+                acc["data_time"] += time.perf_counter() - t0
+                if not checked:
+                    task.check_batch(s.batch)
+                    checked = True
+                s.batch_index, s.logs, s.pass_index = b, {}, 0
+                s.lr = lr_at(s.step, total_steps, lr, schedule, warmup, milestones, gamma, spe)
                 for g in opt.param_groups:
-                    g["lr"] = cur_lr
-                captured: dict[str, Any] = {}
-
-                if extra_loss is not None and hasattr(extra_loss, "set_step"):
-                    extra_loss.set_step(global_step)  # step-dependent terms stay exact across a resume
-
-                def closure():
-                    opt.zero_grad(set_to_none=True)
-                    with _autocast(dev, precision):
-                        logits = forward(x)
-                        loss = _task_loss(logits, y, label_smoothing)
-                        logs = {}
-                        if extra_loss is not None:
-                            out = extra_loss(model, x, y, logits)
-                            term, logs = out if isinstance(out, tuple) else (out, {})
-                            loss = loss + term
-                    loss.backward()
-                    pairs = [(p, m) for p, m in mask_pairs if p.grad is not None]
-                    if pairs:  # fold in the L2 term, then zero the frozen entries: two fused launches
-                        grads = [p.grad for p, _ in pairs]
-                        if weight_decay:
-                            torch._foreach_add_(grads, [p.detach() for p, _ in pairs], alpha=weight_decay)
-                        torch._foreach_mul_(grads, [m for _, m in pairs])
-                    if "loss" not in captured:
-                        captured.update(loss=loss.detach(), logits=logits.detach(), logs=logs)
-                    return loss
-
-                closure()
-                loss_t = captured["loss"]
+                    g["lr"] = s.lr
+                fire("batch_loaded")
+                loss = compute()
+                with torch.no_grad():
+                    sums, count = task.metrics(s.outputs, s.batch, loss)
+                logs = dict(s.logs)
+                loss = loss.detach()
                 if sync_each_step:  # CPU: the check is free, and the broken step is never applied
-                    if not torch.isfinite(loss_t):
-                        raise_nonfinite(float(loss_t), global_step + 1, applied=False)
+                    if not torch.isfinite(loss):
+                        raise_nonfinite(float(loss), s.step + 1, applied=False)
                 else:  # GPU: remember the first bad step on the device, look every `sync_every` steps
-                    bad_step.copy_(torch.where((bad_step < 0) & ~torch.isfinite(loss_t),
-                                               torch.full_like(bad_step, global_step + 1), bad_step))
-                if getattr(opt, "needs_closure", False):  # e.g. SAM: evaluates the loss again itself
-                    opt.step(closure)
+                    bad_step.copy_(torch.where((bad_step < 0) & ~torch.isfinite(loss),
+                                               torch.full_like(bad_step, s.step + 1), bad_step))
+                if stepper is not None:
+                    stepper.optimizer_step(s, compute)
                 else:
                     opt.step()
-                bs = len(y)
-                logits_t = captured["logits"]
-                members = logits_t.shape[2] if logits_t.ndim == 3 else 1
-                dev_acc["loss"] += loss_t.double() * bs  # packed: the sum over members, divided by members below
-                dev_acc["correct"] += (logits_t.argmax(1) == (y[:, None] if members > 1 else y)).sum()
-                acc_state["n"] += bs * members
-                for k, v in captured["logs"].items():
-                    v = v.detach().double() if isinstance(v, torch.Tensor) else float(v)
-                    dev_acc["extra"][k] = dev_acc["extra"].get(k, 0.0) + v * bs
-                global_step += 1
-                steps_this_call += 1
-                b += 1
-                bar.update(1)
-                if global_step % sync_every == 0 or b == spe:
+                for k, v in sums.items():
+                    add(k, v)
+                for k, v in logs.items():
+                    add("log:" + k, (v.detach().double() if isinstance(v, torch.Tensor) else float(v)) * count)
+                acc["n"] += count
+                s.step, b, steps_this_call = s.step + 1, b + 1, steps_this_call + 1
+                if s.step % sync_every == 0 or b == spe:
                     flush()
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{acc_state['loss'] / acc_state['n']:.3f}",
-                                    acc=f"{acc_state['correct'] / acc_state['n']:.3f}", refresh=False)
-                acc_state["time"] += time.perf_counter() - t0
+                fire("after_step")
+                acc["time"] += time.perf_counter() - t0
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                     break
-                if ckpt_dir is not None and checkpoint_every and global_step % checkpoint_every == 0 and b < spe:
+                if ckpts is not None and checkpoint_every and s.step % checkpoint_every == 0 and b < spe:
                     flush()
-                    last_ckpt = write_checkpoint(epoch, b)
+                    last_ckpt = ckpts.write(s, cfg, epoch, b, acc)
             flush()
-            if b < spe and global_step < total_steps:  # stopped early on purpose
-                if ckpt_dir is not None:
-                    last_ckpt = write_checkpoint(epoch, b)
+            if b < spe and s.step < total_steps:  # stopped early on purpose
+                if ckpts is not None:
+                    last_ckpt = ckpts.write(s, cfg, epoch, b, acc)
                 break
-            n = max(acc_state["n"], 1)
-            row = {"epoch": epoch + 1, "step": global_step, "lr": cur_lr, "train_loss": acc_state["loss"] / n,
-                   "train_acc": acc_state["correct"] / n}
-            row.update({k: v / n for k, v in acc_state["extra"].items()})
-            if test is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs or global_step >= total_steps):
+            n = max(acc["n"], 1)
+            row = {"epoch": epoch + 1, "step": s.step, "lr": s.lr}
+            row.update({f"train_{k}": v / n for k, v in acc["sums"].items()})
+            row.update({k: v / n for k, v in acc["logs"].items()})
+            if test is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs or s.step >= total_steps):
                 t_eval = time.perf_counter()
-                ev = evaluate(model, test_loader, device=dev, precision=precision)
-                row["test_loss"], row["test_acc"] = ev["loss"], ev["acc"]
-                acc_state["time"] += time.perf_counter() - t_eval
+                row.update({f"test_{k}": v for k, v in task.evaluate(model, test_loader, precision).items()})
+                acc["time"] += time.perf_counter() - t_eval
             else:
-                row["test_loss"], row["test_acc"] = float("nan"), float("nan")
-            row["seconds"] = acc_state["time"]
-            row["data_seconds"] = acc_state["data_time"]
-            rows.append(row)
-            acc_state.update(loss=0.0, correct=0, n=0, extra={})
+                row.update({f"test_{k}": float("nan") for k in task.metric_names})
+            row["seconds"], row["data_seconds"] = acc["time"], acc["data_time"]
+            s.rows.append(row)
+            acc.update(sums={}, logs={}, n=0)
             start_batch = 0
-            if ckpt_dir is not None:
-                last_ckpt = write_checkpoint(epoch + 1, 0)
-            if plot is not None:
-                plot.update(rows)
-            for cb in callbacks:
-                cb(row, model)
+            fire("epoch_end")
+            if ckpts is not None:
+                last_ckpt = ckpts.write(s, cfg, epoch + 1, 0, acc)
             if stop_after_seconds is not None and time.perf_counter() - t_call > stop_after_seconds:
                 break
+    except BaseException as e:
+        s.error = e
+        raise
     finally:
-        bar.close()
-        if extra_loss is not None and hasattr(extra_loss, "detach"):
-            extra_loss.detach()
-        for n, p in model.named_parameters():
-            p.requires_grad_(flags[n])
-    history = pd.DataFrame(rows)
-    if plot is not None:
-        plot.finish(rows)
-    return TrainResult(model=model, history=history, config=cfg, checkpoint=last_ckpt, masks=masks)
+        fire("fit_end")
+    masks = next((a.masks for a in algs if isinstance(a, GradMask)), {})
+    return TrainResult(model=model, history=pd.DataFrame(s.rows), config=cfg, checkpoint=last_ckpt, masks=masks)
