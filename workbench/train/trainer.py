@@ -457,8 +457,36 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
             dev_sums.clear()
             s.running = {k: v / max(acc["n"], 1) for k, v in acc["sums"].items()}
 
-        def add(key: str, value) -> None:
-            dev_sums[key] = dev_sums[key] + value if key in dev_sums else value
+        def check_finite(loss: torch.Tensor) -> None:
+            if sync_each_step:  # CPU: the check is free, and the broken step is never applied
+                if not torch.isfinite(loss):
+                    raise_nonfinite(float(loss), s.step + 1, applied=False)
+            else:  # GPU: remember the first bad step on the device, look every `sync_every` steps
+                bad_step.copy_(torch.where((bad_step < 0) & ~torch.isfinite(loss),
+                                           torch.full_like(bad_step, s.step + 1), bad_step))
+
+        def accumulate(sums: dict, logs: dict, count: int) -> None:
+            """Add a step's metric sums and its logged means (weighted by the count) on the device."""
+            items = list(sums.items()) + [("log:" + k, (v.detach().double() if isinstance(v, torch.Tensor)
+                                                        else float(v)) * count) for k, v in logs.items()]
+            for key, value in items:
+                dev_sums[key] = dev_sums[key] + value if key in dev_sums else value
+            acc["n"] += count
+
+        def epoch_row(epoch: int) -> dict[str, Any]:
+            """The epoch's history row: training means, logged means, the test set by the task, times."""
+            n = max(acc["n"], 1)
+            row = {"epoch": epoch + 1, "step": s.step, "lr": s.lr}
+            row.update({f"train_{k}": v / n for k, v in acc["sums"].items()})
+            row.update({k: v / n for k, v in acc["logs"].items()})
+            if test is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs or s.step >= total_steps):
+                t_eval = time.perf_counter()
+                row.update({f"test_{k}": v for k, v in task.evaluate(model, test_loader, precision).items()})
+                acc["time"] += time.perf_counter() - t_eval
+            else:
+                row.update({f"test_{k}": float("nan") for k in task.metric_names})
+            row["seconds"], row["data_seconds"] = acc["time"], acc["data_time"]
+            return row
 
         def compute() -> torch.Tensor:
             """One forward and backward pass on ``s.batch`` (a step-replacing algorithm may call it again)."""
@@ -500,22 +528,12 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
                 with torch.no_grad():
                     sums, count = task.metrics(s.outputs, s.batch, loss)
                 logs = dict(s.logs)
-                loss = loss.detach()
-                if sync_each_step:  # CPU: the check is free, and the broken step is never applied
-                    if not torch.isfinite(loss):
-                        raise_nonfinite(float(loss), s.step + 1, applied=False)
-                else:  # GPU: remember the first bad step on the device, look every `sync_every` steps
-                    bad_step.copy_(torch.where((bad_step < 0) & ~torch.isfinite(loss),
-                                               torch.full_like(bad_step, s.step + 1), bad_step))
+                check_finite(loss.detach())
                 if stepper is not None:
                     stepper.optimizer_step(s, compute)
                 else:
                     opt.step()
-                for k, v in sums.items():
-                    add(k, v)
-                for k, v in logs.items():
-                    add("log:" + k, (v.detach().double() if isinstance(v, torch.Tensor) else float(v)) * count)
-                acc["n"] += count
+                accumulate(sums, logs, count)
                 s.step, b, steps_this_call = s.step + 1, b + 1, steps_this_call + 1
                 if s.step % sync_every == 0 or b == spe:
                     flush()
@@ -531,18 +549,7 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
                 if ckpts is not None:
                     last_ckpt = ckpts.write(s, cfg, epoch, b, acc)
                 break
-            n = max(acc["n"], 1)
-            row = {"epoch": epoch + 1, "step": s.step, "lr": s.lr}
-            row.update({f"train_{k}": v / n for k, v in acc["sums"].items()})
-            row.update({k: v / n for k, v in acc["logs"].items()})
-            if test is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs or s.step >= total_steps):
-                t_eval = time.perf_counter()
-                row.update({f"test_{k}": v for k, v in task.evaluate(model, test_loader, precision).items()})
-                acc["time"] += time.perf_counter() - t_eval
-            else:
-                row.update({f"test_{k}": float("nan") for k in task.metric_names})
-            row["seconds"], row["data_seconds"] = acc["time"], acc["data_time"]
-            s.rows.append(row)
+            s.rows.append(epoch_row(epoch))
             acc.update(sums={}, logs={}, n=0)
             start_batch = 0
             fire("epoch_end")
