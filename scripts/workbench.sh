@@ -5,6 +5,8 @@
 #   bash scripts/workbench.sh test    run the full test suite
 #   bash scripts/workbench.sh docs    build the course site (docs/_build/site) from the notebooks
 #   bash scripts/workbench.sh bench   run the benchmarks in benchmarks/
+#   bash scripts/workbench.sh new NN short_name --paper N   scaffold notebook NN about paper N of shared/papers.md
+#   bash scripts/workbench.sh sync [NAME ...]   sync notebooks/*.ipynb with their sources notebooks/src/*.py
 #   bash scripts/workbench.sh setup   only install
 #
 # Environment:
@@ -42,6 +44,8 @@ apt_packages() {
 }
 
 setup() {
+  # $1: the extras of pyproject.toml to install (default dev); the stamp remembers which are in
+  local extras=${1:-dev}
   "$PY" -c 'import sys; assert sys.version_info >= (3, 10), sys.version' 2>/dev/null \
     || { say "Python 3.10 or newer is needed (found: $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.x"; exit 1; }
   if [ ! -x "$VENV/bin/python" ]; then
@@ -56,19 +60,25 @@ setup() {
   fi
   local vpy="$VENV/bin/python"
   local stamp="$VENV/.workbench-installed"
-  local want_hash
-  want_hash=$(cat pyproject.toml | sha256sum | cut -c1-16)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want_hash" ]; then
-    return 0
+  local want_hash have_hash="" have_extras="" missing="" e
+  want_hash=$(sha256sum < pyproject.toml | cut -c1-16)
+  if [ -f "$stamp" ]; then
+    read -r have_hash have_extras < "$stamp" || true
+    [ -n "$have_extras" ] || have_extras=dev   # a stamp of an older script: .[dev] was installed
+    [ "$have_hash" = "$want_hash" ] || have_extras=""
   fi
+  for e in ${extras//,/ }; do
+    case ",$have_extras," in *",$e,"*) ;; *) missing="$missing,$e" ;; esac
+  done
+  [ -n "$missing" ] || return 0
   "$vpy" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   if ! "$vpy" -c 'import torch' 2>/dev/null; then
     say "installing ${WORKBENCH_TORCH_SPEC:-torch} (first, so the project does not pull another build)"
     "$vpy" -m pip install -q "${WORKBENCH_TORCH_SPEC:-torch}"
   fi
-  say "installing the workbench and its dependencies"
-  "$vpy" -m pip install -q -e ".[dev]"
-  echo "$want_hash" > "$stamp"
+  say "installing the workbench and its dependencies (.[$extras])"
+  "$vpy" -m pip install -q -e ".[$extras]"
+  echo "$want_hash ${have_extras:+$have_extras,}${missing#,}" > "$stamp"
 }
 
 case "$cmd" in
@@ -84,16 +94,22 @@ case "$cmd" in
     exec "$VENV/bin/jupyter" lab "${args[@]}" "$@" ;;
   test)
     if [ -x /usr/bin/chromium ]; then apt_packages; else apt_packages chromium; fi
-    setup
+    setup dev,sweep
     exec "$VENV/bin/python" -m pytest "$@" ;;
   docs)
     setup
     NO_MKDOCS_2_WARNING=1 exec "$VENV/bin/python" docs/build.py "$@" ;;
+  new)
+    setup
+    exec "$VENV/bin/python" tools/new_notebook.py "$@" ;;
+  sync)
+    setup
+    exec "$VENV/bin/python" tools/notebook_sources.py sync "$@" ;;
   bench)
     setup
     "$VENV/bin/python" -m pip install -q -e ".[dev,bench]"
     for b in benchmarks/bench_*.py; do say "$b"; "$VENV/bin/python" "$b" "$@"; done ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
     [ "$cmd" = help ] || exit 2 ;;
 esac

@@ -17,7 +17,9 @@ def setup(mode: str | None = None, seed: int | None = None, device: str | None =
         mode: override ``WORKBENCH_MODE`` for this kernel (``"smoke"``, ``"laptop"``, ``"paper"``).
         seed: seed everything (default ``WORKBENCH_SEED`` or 0).
         device: override the automatic device choice.
-        threads: torch CPU threads (default: the number of cores, at most 8).
+        threads: torch CPU threads (default ``WORKBENCH_THREADS`` when set, which the notebook runner of
+            the tests and the docs build sets so that parallel kernels do not oversubscribe the cores;
+            else the number of cores this process may use, at most 8).
 
     Returns:
         The settings in force (also printed).
@@ -30,7 +32,7 @@ def setup(mode: str | None = None, seed: int | None = None, device: str | None =
         config.set_device(device)
     used_seed = config.seed_everything(seed)
     if threads is None:
-        threads = min(os.cpu_count() or 1, 8)
+        threads = _default_threads()
     torch.set_num_threads(threads)
     try:
         import plotly.io as pio
@@ -47,3 +49,18 @@ def setup(mode: str | None = None, seed: int | None = None, device: str | None =
     env = check_environment(verbose=verbose)
     info.update(frontend=env["frontend"], widgets=env["widgets"])
     return info
+
+
+def _default_threads() -> int:
+    """``WORKBENCH_THREADS`` if set (a positive integer), else the usable cores, at most 8."""
+    env = os.environ.get("WORKBENCH_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"WORKBENCH_THREADS={env!r} must be a positive number of torch threads, e.g. 2 "
+                             "(or unset it to use every core)")
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return min(cores, 8)

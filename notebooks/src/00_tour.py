@@ -24,7 +24,7 @@ except ModuleNotFoundError as e:  # a kernel without the workbench: say what to 
 
 info = wb.setup()
 
-# %% parameters
+# %% tags=["parameters"]
 MODEL = "resnet20"
 EPOCHS = wb.by_mode(smoke=3, laptop=6, paper=30)
 TRAIN_SUBSET = wb.by_mode(smoke=4000, laptop=None, paper=None)  # None: all 50,000 images
@@ -136,6 +136,7 @@ final = wb.evaluate(result.model, test)
 print(f"test accuracy {final['acc']:.2%} after {EPOCHS} epochs (mode {info['mode']}); "
       f"He et al. report 91.25% after 164 epochs")
 assert final["acc"] >= MIN_TEST_ACC, f"expected at least {MIN_TEST_ACC:.0%}, got {final['acc']:.2%}"
+
 
 # %% [markdown]
 # ## What to try next

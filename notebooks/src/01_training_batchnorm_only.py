@@ -41,7 +41,7 @@ except ModuleNotFoundError as e:  # a kernel without the workbench: say what to 
 
 info = wb.setup()
 
-# %% parameters
+# %% tags=["parameters"]
 DEPTHS = wb.by_mode(smoke=[8], laptop=[14, 32, 56], paper=[14, 32, 56, 110])
 POLICIES = ["bn_only", "random_per_channel", "random_anywhere", "full"]
 TRAIN_SUBSET = wb.by_mode(smoke=1000, laptop=10_000, paper=None)
@@ -223,6 +223,7 @@ if len(records):
             print(f"{model} (paper scale): BN-only {r['bn_only']:.1%}, controls {r['random_per_channel']:.1%} and "
                   f"{r['random_anywhere']:.1%}, full {r.get('full', float('nan')):.1%}")
             assert r["bn_only"] > max(r["random_per_channel"], r["random_anywhere"]) + 0.05
+
 
 # %% [markdown]
 # ## What to try next

@@ -39,7 +39,7 @@ except ModuleNotFoundError as e:  # a kernel without the workbench: say what to 
 
 info = wb.setup()
 
-# %% parameters
+# %% tags=["parameters"]
 SEEDS = wb.by_mode(smoke=[0], laptop=[0, 1, 2], paper=[0, 1, 2, 3, 4])
 TRAIN_SUBSET = wb.by_mode(smoke=512, laptop=5_000, paper=None)
 TEST_SUBSET = wb.by_mode(smoke=256, laptop=2_000, paper=None)
@@ -262,6 +262,7 @@ if CHECK_CLAIM:
     helped = {k: v for k, v in checks.items() if "CKA" not in k and "untrained guide - unguided" not in k}
     assert any(m > 0.01 and m > s for m, s in helped.values()), f"guidance should help an untrainable target: {helped}"
 
+
 # %% [markdown]
 # ## What to try next
 #
@@ -285,6 +286,7 @@ def linear_cka(X, Y):
 
 
 wb.exercises.check("linear_cka", linear_cka)
+
 
 # %% [markdown]
 # **2. The layer mapping.** Write `guide_layer_mapping(T, G)`: the target layer index of each of the G guide layers, round(i (T - 1) / (G - 1)) (one guide layer goes to the first target layer).

@@ -39,7 +39,7 @@ from workbench.multilabel import synthetic as syn
 info = wb.setup()
 ml = wb.multilabel
 
-# %% parameters
+# %% tags=["parameters"]
 N_TRAIN = wb.by_mode(smoke=600, laptop=5_000, paper=50_000)
 N_TEST = wb.by_mode(smoke=300, laptop=2_000, paper=10_000)
 SEEDS = wb.by_mode(smoke=[0], laptop=[0, 1, 2], paper=[0, 1, 2, 3, 4])
@@ -75,6 +75,7 @@ g = torch.Generator().manual_seed(0)
 boxes = ml.random_boxes(len(train), CROP_SCALE, generator=g)
 wrong = syn.crop_single_label_noise(train, boxes)
 print(f"{wrong.float().mean():.1%} of random crops do not show the class of their single label")
+
 
 # %% [markdown]
 # ## The annotator and its label maps
@@ -254,6 +255,7 @@ def render_error(k):
 
 wb.viz.explorer(render_error, k=list(range(min(len(sided), 200))))
 
+
 # %% [markdown]
 # ## The claims, as checks that can fail
 
@@ -275,6 +277,7 @@ assert part_multi > part_single and part_multi > parts["excluding empty sets"], 
 if CHECK_CLAIM:
     m, sd, per_seed = gain("crop_acc")
     assert (per_seed > 0).all() and m > max(sd, 0.005), f"LabelPooling should name what crops show better: {per_seed}"
+
 
 # %% [markdown]
 # **Reading the results.** On a 2-core CPU in laptop mode (2026-11-26, three seeds, 15

@@ -35,7 +35,7 @@ except ModuleNotFoundError as e:  # a kernel without the workbench: say what to 
 info = wb.setup()
 ml = wb.multilabel
 
-# %% parameters
+# %% tags=["parameters"]
 CHECK_CLAIM = True
 
 # %% [markdown]
@@ -170,6 +170,7 @@ if CHECK_CLAIM:
     assert by_bin.real_gain.iloc[0] > by_bin.real_gain.iloc[-1]
     assert multi_v2 > 2 * multi_val, "V2 images should carry several labels far more often"
     assert 0 < explained < 1, "composition should explain part, not all, of the V2 drop"
+
 
 # %% [markdown]
 # ## What to try next

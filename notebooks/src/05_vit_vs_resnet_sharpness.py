@@ -44,7 +44,7 @@ except ModuleNotFoundError as e:  # a kernel without the workbench: say what to 
 
 info = wb.setup()
 
-# %% parameters
+# %% tags=["parameters"]
 TRAIN_SUBSET = wb.by_mode(smoke=600, laptop=8000, paper=None)     # None: all 50,000 images
 TEST_SUBSET = wb.by_mode(smoke=300, laptop=2000, paper=None)
 EPOCHS = wb.by_mode(smoke=1, laptop=10, paper=100)
@@ -141,6 +141,7 @@ for label, row in curv.iterrows():
 fig.update_layout(barmode="group", title="Top 5 Hessian eigenvalues of the training loss", yaxis_title="eigenvalue",
                   height=380)
 fig
+
 
 # %% [markdown]
 # ## The whole spectrum
@@ -273,6 +274,7 @@ if CHECK_CLAIM:
     assert checks["worst increase: vit + SAM / vit"] < 1, "SAM should lower the ViT's worst-case loss increase"
     assert checks["lambda_max: vit / resnet20"] > 1, "the ViT should sit in a sharper minimum than the ResNet"
 
+
 # %% [markdown]
 # ## What to try next
 #
@@ -298,6 +300,7 @@ def filter_normalize(d, w):
 
 
 wb.exercises.check("filter_normalize", filter_normalize)
+
 
 # %% [markdown]
 # **2. Hutchinson's estimator.** Write `hutchinson_trace(matvec, probes)`: the mean of `z · (H z)` over the given Rademacher probes `z` (vectors of ±1), where `matvec(z)` returns `H z`. Why is its expectation the trace?
