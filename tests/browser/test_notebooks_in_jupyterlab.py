@@ -24,6 +24,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
+# The notebooks run live in JupyterLab (Run All, controls moved): the core ones and at least one notebook
+# per widget kind in use, chosen here by name. Every notebook's executed page is checked in Chromium by
+# the docs build (all plots drawn); this list keeps the live test's cost fixed as notebooks are added.
+LIVE = ["00_tour.ipynb", "01_training_batchnorm_only.ipynb", "02_training_the_untrainable.ipynb",
+        "03_relabel_imagenet.ipynb", "04_reassessing_imagenet.ipynb", "05_vit_vs_resnet_sharpness.ipynb"]
+# widget kind -> how a notebook source uses it
+WIDGET_KINDS = {"viz explorer": "wb.viz.explorer", "landscape explorer": "wb.landscape.explorer",
+                "live training plot": "live=True"}
 CHROMIUM = os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
 
@@ -134,7 +142,17 @@ def _run_all(page, timeout: float = 240.0) -> dict:
     raise AssertionError(f"the notebook did not finish within {timeout:.0f} s: {state}")
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_the_live_list_covers_every_widget_kind_in_use():
+    missing = [n for n in LIVE if n not in NOTEBOOKS]
+    assert not missing, f"LIVE names notebooks that do not exist: {missing}; edit LIVE in {Path(__file__).name}"
+    sources = {p.name.replace(".py", ".ipynb"): p.read_text() for p in (NB_DIR / "src").glob("*.py")}
+    for kind, marker in WIDGET_KINDS.items():
+        users = sorted(n for n, text in sources.items() if marker in text)
+        assert not users or set(users) & set(LIVE), \
+            f"the {kind} ({marker}) is used by {users} but no notebook of LIVE covers it; add one of them to LIVE"
+
+
+@pytest.mark.parametrize("name", LIVE)
 def test_notebook_runs_renders_and_responds(name, lab, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     console_errors = []
@@ -145,12 +163,9 @@ def test_notebook_runs_renders_and_responds(name, lab, browser, tmp_path):
         page.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{name}?token={lab['token']}&reset",
                   timeout=120_000)
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
-        t0 = time.time()
-        state = _run_all(page)
-        elapsed = time.time() - t0
+        state = _run_all(page)  # its time is not checked: the smoke tests budget it in reference units
         page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
         assert not state["errors"], f"{name}: error output: {state['errors']}"
-        assert elapsed < 90, f"{name} took {elapsed:.0f} s in the browser"
 
         # every widget output rendered (no placeholder or error text), every plot drawn
         page.wait_for_timeout(1500)
