@@ -248,7 +248,7 @@ class _Checkpoints:
         saved = dict(meta.get("algorithm_state", {}))
         for k, v in extra.items():
             if k.startswith("alg."):
-                key, name = k[4:].split(".", 1)[0], k[4:].split(".", 1)[1]
+                key, name = k[4:].split(".", 1)
                 saved.setdefault(key, {})[name] = v
         have = {key: alg for key, alg in self.stateful}
         for key, state in saved.items():
