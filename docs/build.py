@@ -185,6 +185,34 @@ def plan(n_notebooks: int, workers: int | None = None, threads: int | None = Non
     return max(1, min(workers, max(n_notebooks, 1))), threads
 
 
+def warm_datasets(sources: list[Path]) -> list[str]:
+    """Decode the datasets the catalog lists for these notebooks into the shared cache, once, before
+    the kernels start: decoding is a one-time cost of a machine, not of a notebook, and would otherwise
+    land in the time of whichever notebooks come first (about 10 reference units for CIFAR-10).
+    Returns the datasets warmed; one that cannot be loaded is left for its notebook to report."""
+    from workbench.catalog import load_catalog
+    from workbench.data import list_datasets, load
+
+    wanted: list[str] = []
+    for folder in sorted({Path(s).parent for s in sources}):
+        try:
+            entries = load_catalog(folder / "catalog.yml")
+        except ValueError:
+            continue
+        names = {Path(s).name for s in sources}
+        for e in entries:
+            if e["notebook"] in names:
+                wanted += [d for d in e["datasets"] if d in list_datasets() and d not in wanted]
+    warmed = []
+    for name in wanted:
+        try:
+            load(name, "train"), load(name, "test")
+            warmed.append(name)
+        except Exception:  # noqa: BLE001 (the notebook that needs it says what is missing)
+            pass
+    return warmed
+
+
 def _private_cache() -> Path:
     """A cache folder of its own for one smoke run, so that its time is that of a run from an empty
     results cache (a notebook run earlier in the session, by the browser test say, must not make it
@@ -362,8 +390,9 @@ def main() -> None:
     print(f"reusing {reused} of {len(built)} notebooks executed in smoke mode in {executed}", flush=True)
     if todo:
         workers, threads = plan(len(todo))
-        print(f"executing {len(todo)} in smoke mode ({workers} kernels at once, {threads} torch threads each):",
-              flush=True)
+        warmed = warm_datasets(todo)
+        print(f"executing {len(todo)} in smoke mode ({workers} kernels at once, {threads} torch threads each; "
+              f"datasets decoded beforehand: {', '.join(warmed) or 'none'}):", flush=True)
         for s in todo:
             print(f"  {s.name}: {why[s.name]}", flush=True)
 

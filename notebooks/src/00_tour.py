@@ -27,8 +27,8 @@ info = wb.setup()
 # %% tags=["parameters"]
 MODEL = "resnet20"
 EPOCHS = wb.by_mode(smoke=3, laptop=6, paper=30)
-TRAIN_SUBSET = wb.by_mode(smoke=4000, laptop=None, paper=None)  # None: all 50,000 images
-TEST_SUBSET = wb.by_mode(smoke=1000, laptop=None, paper=None)
+TRAIN_SUBSET = wb.by_mode(smoke=2500, laptop=None, paper=None)  # None: all 50,000 images
+TEST_SUBSET = wb.by_mode(smoke=500, laptop=None, paper=None)
 MIN_TEST_ACC = wb.by_mode(smoke=0.2, laptop=0.75, paper=0.9)    # the claim checked at the end
 SEED = 0
 

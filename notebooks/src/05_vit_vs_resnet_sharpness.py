@@ -51,11 +51,12 @@ EPOCHS = wb.by_mode(smoke=1, laptop=10, paper=100)
 VIT = wb.by_mode(smoke=dict(dim=48, depth=2, heads=3), laptop=dict(dim=96, depth=4, heads=3),
                  paper=dict(dim=192, depth=6, heads=3))             # vit_tiny's own size in paper mode
 RHO = 0.1                       # SAM's radius for the ViT (the paper tunes it per model)
-HESSIAN_IMAGES = wb.by_mode(smoke=64, laptop=256, paper=2048)      # training images for the curvature
+HESSIAN_IMAGES = wb.by_mode(smoke=32, laptop=256, paper=2048)      # training images for the curvature
+LANCZOS_STEPS = wb.by_mode(smoke=12, laptop=100, paper=100)        # Hessian-vector products at most per spectrum
 BN = "train"                    # BatchNorm as in training (batch statistics); "eval": running averages
 DENSITY = wb.by_mode(smoke=dict(steps=8, probes=1), laptop=dict(steps=24, probes=2), paper=dict(steps=80, probes=4))
 GRID = wb.by_mode(smoke=5, laptop=11, paper=21)                    # landscape points per axis
-LANDSCAPE_IMAGES = wb.by_mode(smoke=64, laptop=256, paper=2048)
+LANDSCAPE_IMAGES = wb.by_mode(smoke=32, laptop=256, paper=2048)
 CHECK_CLAIM = wb.by_mode(smoke=False, laptop=True, paper=True)
 SEED = 0
 
@@ -110,14 +111,14 @@ loss_fn = F.cross_entropy
 
 
 def curvature(model):
-    eig = wb.hessian.eigenvalues(model, loss_fn, batches, top_k=5, bn=BN)
+    eig = wb.hessian.eigenvalues(model, loss_fn, batches, top_k=5, bn=BN, max_steps=LANCZOS_STEPS)
     tr = wb.hessian.trace(model, loss_fn, batches, n_samples=wb.by_mode(smoke=6, laptop=15, paper=60),
                           estimator="hutch++", bn=BN)
     worst = wb.landscape.worst_case_increase(model, loss_fn, batches, rho=0.05, steps=5, bn=BN)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     other = "eval" if BN == "train" else "train"
-    other_max = (float(wb.hessian.eigenvalues(model, loss_fn, batches, top_k=1, bn=other).values[0]) if has_bn
-                 else float(eig.values[0]))
+    other_max = (float(wb.hessian.eigenvalues(model, loss_fn, batches, top_k=1, bn=other, max_steps=LANCZOS_STEPS)
+                       .values[0]) if has_bn else float(eig.values[0]))
     return dict(lambda_max=float(eig.values[0]), lambda_5=float(eig.values[-1]), top5=eig.values.tolist(),
                 converged=eig.converged, products=eig.products, trace=tr.estimate, trace_stderr=tr.stderr,
                 loss=worst.loss, worst_increase=worst.increase, bn=eig.bn, **{f"lambda_max_bn_{other}": other_max})

@@ -39,9 +39,15 @@ def smoke_runs(request):
     """``smoke_runs(path)`` -> the notebook's smoke-run stamp, or the exception it failed with."""
     results: dict[str, object] = {}
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
 
-    def say(line: str) -> None:
-        if tr is not None:
+    def say(line: str) -> None:   # progress, live on the terminal (past pytest's output capture)
+        if tr is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                tr.write_line(line)
+        else:
             tr.write_line(line)
 
     def done(name, r, i, n):
@@ -58,6 +64,8 @@ def smoke_runs(request):
         if key in results:
             return results[key]
         if worker_count:   # an xdist worker: this notebook only, the cores shared among the workers
+            if not results:
+                runner.warm_datasets([path])
             threads = max(1, runner.usable_cores() // int(worker_count))
             results.update({str(path): r for r in runner.execute_all(
                 [path], runner.EXECUTED, workers=1, threads=threads, on_done=done).values()})
@@ -72,8 +80,11 @@ def smoke_runs(request):
         if path not in paths:
             paths.append(path)
         workers, threads = runner.plan(len(paths))
+        t = time.perf_counter()
+        warmed = runner.warm_datasets(paths)
         say(f"\nexecuting {len(paths)} notebooks in smoke mode: {workers} kernels at once, {threads} torch "
-            f"thread{'s' if threads > 1 else ''} each, executed copies in {runner.EXECUTED}")
+            f"thread{'s' if threads > 1 else ''} each, executed copies in {runner.EXECUTED} (datasets decoded "
+            f"beforehand in {time.perf_counter() - t:.0f} s: {', '.join(warmed) or 'none'})")
         t = time.perf_counter()
         out = runner.execute_all(paths, runner.EXECUTED, workers=workers, threads=threads, on_done=done)
         by_name = {p.name: p for p in paths}
