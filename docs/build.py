@@ -213,17 +213,20 @@ def warm_datasets(sources: list[Path]) -> list[str]:
     return warmed
 
 
-def _private_cache() -> Path:
-    """A cache folder of its own for one smoke run, so that its time is that of a run from an empty
+def _private_cache(share_data: bool = True) -> Path:
+    """A cache folder of its own for one run, so that its time is that of a run from an empty
     results cache (a notebook run earlier in the session, by the browser test say, must not make it
-    look cheap); only the decoded datasets (``data/``) are shared with the session's cache."""
+    look cheap); with ``share_data`` the decoded datasets (``data/``) are shared with the session's
+    cache, without it the run decodes them too (a first run on a new machine)."""
     import tempfile
 
     from workbench import config
 
+    private = Path(tempfile.mkdtemp(prefix="wb-run-cache-"))
+    if not share_data:
+        return private
     shared = config.cache_dir() / "data"
     shared.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(prefix="wb-smoke-cache-"))
     try:
         (private / "data").symlink_to(shared, target_is_directory=True)
     except OSError:   # no symlinks here: the run decodes its datasets itself
@@ -250,11 +253,13 @@ async def _reference(client) -> float:
 
 
 async def execute_notebook(source: Path, out: Path | None, *, threads: int, workers: int = 1,
-                           timeout: int = CELL_TIMEOUT, reference: bool = True) -> dict:
-    """Execute one notebook in smoke mode in a fresh kernel with ``threads`` torch threads, the
-    reference workload timed in the same kernel before and after it; write the executed copy to
-    ``out`` (atomically, stamped with the digest and the times). Returns the stamp. A cell's error
-    raises nbclient's CellExecutionError (its message holds the cell and the traceback)."""
+                           timeout: int = CELL_TIMEOUT, reference: bool = True, mode: str = "smoke",
+                           share_data: bool = True) -> dict:
+    """Execute one notebook in ``mode`` (smoke unless told) in a fresh kernel with ``threads`` torch
+    threads and an empty results cache, the reference workload timed in the same kernel before and
+    after it; write the executed copy to ``out`` (atomically, stamped with the digest and the times
+    under ``metadata.workbench.<mode>_run``). Returns the stamp, with each code cell's seconds. A
+    cell's error raises nbclient's CellExecutionError (its message holds the cell and the traceback)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.util import ensure_async
@@ -263,8 +268,8 @@ async def execute_notebook(source: Path, out: Path | None, *, threads: int, work
     digest = notebook_digest(source)
     nb = nbformat.read(source, as_version=4)
     t = str(threads)
-    cache = _private_cache()
-    env = {**os.environ, "WORKBENCH_MODE": "smoke", "WORKBENCH_THREADS": t, "OMP_NUM_THREADS": t,
+    cache = _private_cache(share_data)
+    env = {**os.environ, "WORKBENCH_MODE": mode, "WORKBENCH_THREADS": t, "OMP_NUM_THREADS": t,
            "MKL_NUM_THREADS": t, "WORKBENCH_CACHE_DIR": str(cache)}
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(source.parent)}})
@@ -277,11 +282,14 @@ async def execute_notebook(source: Path, out: Path | None, *, threads: int, work
             if reference:
                 refs.append(await _reference(client))
             t0 = time.perf_counter()
-            count = 0
+            count, cells = 0, []
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type == "code" and cell.source.strip():
                     count += 1
+                c0 = time.perf_counter()
                 await client.async_execute_cell(cell, index, execution_count=count)
+                if cell.cell_type == "code" and cell.source.strip():
+                    cells.append([index, round(time.perf_counter() - c0, 2)])
             seconds = time.perf_counter() - t0
             if reference:
                 refs.append(await _reference(client))
@@ -289,11 +297,12 @@ async def execute_notebook(source: Path, out: Path | None, *, threads: int, work
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     ref = sum(refs) / len(refs) if refs else None
-    record = {"digest": digest, "mode": "smoke", "seconds": round(seconds, 2),
+    record = {"digest": digest, "mode": mode, "seconds": round(seconds, 2),
               "kernel_seconds": round(time.perf_counter() - started, 2),
               "reference_seconds": [round(r, 3) for r in refs],
-              "units": round(seconds / ref, 2) if ref else None, "threads": threads, "kernels_at_once": workers}
-    nb.metadata.setdefault("workbench", {})["smoke_run"] = record
+              "units": round(seconds / ref, 2) if ref else None, "threads": threads, "kernels_at_once": workers,
+              "cell_seconds": cells}
+    nb.metadata.setdefault("workbench", {})[f"{mode}_run"] = record
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -7,6 +7,7 @@
 #   bash scripts/workbench.sh bench   run the benchmarks in benchmarks/
 #   bash scripts/workbench.sh new NN short_name --paper N   scaffold notebook NN about paper N of shared/papers.md
 #   bash scripts/workbench.sh sync [NAME ...]   sync notebooks/*.ipynb with their sources notebooks/src/*.py
+#   bash scripts/workbench.sh time NN [--mode M]  time notebook NN in laptop mode from an empty cache; store it
 #   bash scripts/workbench.sh setup   only install
 #
 # Environment:
@@ -105,6 +106,9 @@ case "$cmd" in
   sync)
     setup
     exec "$VENV/bin/python" tools/notebook_sources.py sync "$@" ;;
+  time)
+    setup
+    exec "$VENV/bin/python" tools/time_notebook.py "$@" ;;
   bench)
     setup
     "$VENV/bin/python" -m pip install -q -e ".[dev,bench]"

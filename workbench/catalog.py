@@ -57,6 +57,11 @@ def parse_catalog(text: str, source: str = "catalog.yml") -> list[dict[str, Any]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 24 * 60:
                 raise ValueError(f"{where} ({e['notebook']}): minutes.{mode} must be a number of minutes in "
                                  f"(0, 1440], got {v!r}")
+        measured = e.get("measured_on", {})
+        if not isinstance(measured, dict) or any(k not in MODES or not isinstance(v, str) for k, v in measured.items()):
+            raise ValueError(f"{where} ({e['notebook']}): 'measured_on' must map a mode ({', '.join(MODES)}) to the "
+                             f"machine and date of its measurement (written by bash scripts/workbench.sh time NN), "
+                             f"got {measured!r}")
     return entries
 
 
