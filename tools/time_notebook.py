@@ -105,13 +105,9 @@ def read_timings(path: Path = TIMINGS) -> dict:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from workbench.cache import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 def catalog_minutes(minutes: float) -> float:
@@ -150,9 +146,9 @@ def update_catalog(catalog: Path, notebook: str, mode: str, minutes: float, meas
         block = block[:mm.end()] + line + block[mm.end():]
     new = text[:start] + block + text[end:]
     parse_catalog(new, str(catalog))   # never write a catalog that does not validate
-    tmp = catalog.with_name(f".{catalog.name}.{os.getpid()}.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, catalog)
+    from workbench.cache import atomic_write_bytes
+
+    atomic_write_bytes(catalog, new.encode("utf-8"))
 
 
 def commit() -> str | None:
