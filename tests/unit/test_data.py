@@ -144,3 +144,13 @@ def test_loader_bad_arguments():
         Loader(ds, batch_size=0)
     with pytest.raises(ValueError, match="drop_last"):
         Loader(ds, batch_size=64, drop_last=True)
+
+
+def test_to_uint8_inverts_normalize():
+    ds = wb.data.load("shapes", "train", subset=16)
+    x = ds.normalize(ds.images)
+    assert torch.equal(ds.to_uint8(x), ds.images)
+    s = wb.data.to_uint8(torch.randn(2, 3, 4, 4) * 10, ds.mean, ds.std, stretch=True)
+    assert s.dtype == torch.uint8 and int(s[0].min()) == 0 and int(s[0].max()) == 255
+    with pytest.raises(ValueError, match="float inputs"):
+        ds.to_uint8(ds.images)

@@ -15,12 +15,12 @@ from typing import Callable
 
 import torch
 
-from .dataset import ImageDataset, to_float, validate_images
+from .dataset import ImageDataset, to_float, to_uint8, validate_images
 from .loader import Loader, random_crop_flip, random_stream
 from .sources import CIFAR10, FASHION_MNIST, DataUnavailableError, Spec, load_spec
 from .synthetic import SHAPES, make_shapes
 
-__all__ = ["load", "list_datasets", "ImageDataset", "Loader", "DataUnavailableError", "to_float",
+__all__ = ["load", "list_datasets", "ImageDataset", "Loader", "DataUnavailableError", "to_float", "to_uint8",
            "random_crop_flip", "random_stream", "validate_images", "register_dataset"]
 
 _DATASETS: dict[str, Callable[[str], ImageDataset]] = {}

@@ -86,6 +86,10 @@ class ImageDataset:
         """uint8 images ``[N, C, H, W]`` to normalized float32, with this dataset's mean and std."""
         return to_float(images, self.mean, self.std)
 
+    def to_uint8(self, x: torch.Tensor, stretch: bool = False) -> torch.Tensor:
+        """Normalized float inputs back to uint8 images (the inverse of :meth:`normalize`); see :func:`to_uint8`."""
+        return to_uint8(x, self.mean, self.std, stretch=stretch)
+
     def _replace(self, images: torch.Tensor, labels: torch.Tensor) -> "ImageDataset":
         return ImageDataset(images, labels, list(self.classes), self.name, self.split, self.mean, self.std, self.source)
 
@@ -119,3 +123,19 @@ def to_float(images: torch.Tensor, mean, std) -> torch.Tensor:
         _STATS[key] = (m, 1.0 / s)
     m, inv_s = _STATS[key]
     return (images.float() - m) * inv_s
+
+
+def to_uint8(x: torch.Tensor, mean, std, stretch: bool = False) -> torch.Tensor:
+    """Normalized float ``[N, C, H, W]`` inputs back to uint8 images: ``round(255 (x std + mean))``,
+    clipped to 0..255; with ``stretch``, each image's own range is mapped to 0..255 first (for
+    inputs that are not images of the data, such as optimized or distilled inputs)."""
+    if not torch.is_floating_point(x) or x.ndim != 4:
+        raise ValueError(f"to_uint8 takes float inputs [N, C, H, W], got {x.dtype} {tuple(x.shape)}")
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    img = x.detach().float() * s + m
+    if stretch:
+        lo = img.amin((1, 2, 3), keepdim=True)
+        hi = img.amax((1, 2, 3), keepdim=True)
+        img = (img - lo) / (hi - lo).clamp_min(1e-8)
+    return (img * 255).round().clamp(0, 255).to(torch.uint8)

@@ -102,6 +102,9 @@ def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None
            "fit": {k: _key_value(k, v) for k, v in fit_kwargs.items() if k not in skip}}
     out = cached(run, key=key, name="train_model", refresh=refresh)
     model, _ = build()
+    for alg in fit_kwargs.get("algorithms") or ():  # algorithms that change the model's structure at init
+        if callable(getattr(alg, "transform", None)):
+            alg.transform(model)
     load_state_checked(model, out["state"], "cached result")
     from .. import config
     model.to(fit_kwargs.get("device") or config.device())

@@ -10,6 +10,10 @@ backward pass, as sharpness-aware minimization needs).
 A :class:`Callback` is an algorithm that only observes (progress bar, live plot): it is not part
 of the run's recorded configuration, so it never changes a cache key or refuses a resume.
 
+An algorithm that changes the model's structure at ``init`` (fake-quantized layers, say) does it in
+a method ``transform(model)``, which ``on_init`` calls; ``train_model`` calls it too on a model it
+rebuilds from the cache, so that the cached weights fit.
+
 An algorithm with state (a schedule's position, an average of the weights, a noise generator)
 returns it from ``state_dict()`` as a flat ``{name: tensor | JSON value}`` mapping and takes it
 back in ``load_state_dict``; the checkpoint stores it, so a resumed run ends bit-identical.

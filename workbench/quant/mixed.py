@@ -1,0 +1,103 @@
+"""Mixed precision: the cost of each layer's options, allocation under a budget by integer programming,
+brute force for checking it, and the Pareto frontier.
+
+The allocation problem (as in ZeroQ's Pareto search and Hubara et al.'s integer program, arXiv
+2006.10518 section 4): each layer ``l`` picks one option ``o`` (a format), with a loss ``s[l, o]``
+(sensitivity, or the accuracy it costs) and a size ``c[l, o]`` (bits of weights, or bit-operations);
+minimize ``sum s`` subject to ``sum c <= budget``. As a binary program: ``x[l, o]`` in {0, 1},
+``sum_o x[l, o] = 1`` for each layer, solved exactly by HiGHS through ``scipy.optimize.milp``.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from .formats import get_format
+from .layers import cost, quant_layers, quantize
+
+__all__ = ["option_costs", "allocate", "allocate_brute_force", "policy_cost", "pareto_front"]
+
+
+def option_costs(model: nn.Module, formats: Sequence[str], metric: str = "weight_bits", acts=None,
+                 layers: list[str] | None = None) -> pd.DataFrame:
+    """``[layer x format]`` table of each layer's ``metric`` (``"weight_bits"`` or ``"bops"``) when its
+    weights take that format (activations ``acts``, float when ``None``)."""
+    if metric not in ("weight_bits", "bops"):
+        raise ValueError(f"metric is 'weight_bits' or 'bops', got {metric!r}")
+    names = quant_layers(model) if layers is None else list(layers)
+    cols = {}
+    for fmt in formats:
+        f = get_format(fmt)
+        c = cost(quantize(model, {"default": None, **{n: (f, acts) for n in names}})).set_index("layer")
+        cols[f.name if f is not None else "fp32"] = c.loc[names, metric].astype(float)
+    return pd.DataFrame(cols)
+
+
+def _check(loss: pd.DataFrame, size: pd.DataFrame, budget: float) -> tuple[np.ndarray, np.ndarray]:
+    if list(loss.index) != list(size.index) or list(loss.columns) != list(size.columns):
+        raise ValueError("the loss and size tables must have the same layers (rows) and options (columns); "
+                         f"got {list(loss.columns)} against {list(size.columns)}")
+    s, c = loss.to_numpy(float), size.to_numpy(float)
+    if np.isnan(s).any() or np.isnan(c).any():
+        raise ValueError("the loss and size tables hold NaN: give every layer a value for every option")
+    smallest = c.min(1).sum()
+    if budget < smallest:
+        raise ValueError(f"budget {budget:,.0f} is below the smallest possible model ({smallest:,.0f}, every layer at "
+                         f"its cheapest option); raise the budget or add a cheaper option")
+    return s, c
+
+
+def allocate(loss: pd.DataFrame, size: pd.DataFrame, budget: float) -> dict[str, str]:
+    """The option per layer (``{layer: column}``) that minimizes the summed ``loss`` with the summed
+    ``size`` at most ``budget``; exact (mixed-integer linear programming, HiGHS)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    s, c = _check(loss, size, budget)
+    n_l, n_o = s.shape
+    one_each = np.zeros((n_l, n_l * n_o))
+    for i in range(n_l):
+        one_each[i, i * n_o:(i + 1) * n_o] = 1
+    constraints = [LinearConstraint(one_each, 1, 1), LinearConstraint(c.reshape(1, -1), -np.inf, budget)]
+    res = milp(s.reshape(-1), constraints=constraints, integrality=np.ones(n_l * n_o), bounds=Bounds(0, 1))
+    if not res.success:
+        raise RuntimeError(f"the integer program found no allocation: {res.message}")
+    pick = res.x.reshape(n_l, n_o).argmax(1)
+    return {layer: loss.columns[j] for layer, j in zip(loss.index, pick)}
+
+
+def allocate_brute_force(loss: pd.DataFrame, size: pd.DataFrame, budget: float) -> dict[str, str]:
+    """The same as :func:`allocate` by trying every combination (options ** layers; a few layers only)."""
+    s, c = _check(loss, size, budget)
+    n_l, n_o = s.shape
+    if n_o ** n_l > 2_000_000:
+        raise ValueError(f"{n_o}^{n_l} combinations are too many to enumerate; use allocate()")
+    best, pick = np.inf, None
+    rows = np.arange(n_l)
+    for combo in itertools.product(range(n_o), repeat=n_l):
+        combo = np.array(combo)
+        if c[rows, combo].sum() <= budget and s[rows, combo].sum() < best:
+            best, pick = s[rows, combo].sum(), combo
+    return {layer: loss.columns[j] for layer, j in zip(loss.index, pick)}
+
+
+def policy_cost(table: pd.DataFrame, policy: Mapping[str, str]) -> float:
+    """The sum over layers of ``table[layer, policy[layer]]``."""
+    return float(sum(table.loc[layer, opt] for layer, opt in policy.items()))
+
+
+def pareto_front(df: pd.DataFrame, cost: str, score: str) -> pd.Series:
+    """A boolean mask of the rows of ``df`` on the Pareto frontier: no other row has a ``cost`` as
+    low or lower and a ``score`` as high or higher, with one of the two strictly better."""
+    for col in (cost, score):
+        if col not in df:
+            raise ValueError(f"no column {col!r}; columns are {list(df.columns)}")
+    c, s = df[cost].to_numpy(float), df[score].to_numpy(float)
+    keep = np.ones(len(df), bool)
+    for i in range(len(df)):
+        dominated = (c <= c[i]) & (s >= s[i]) & ((c < c[i]) | (s > s[i]))
+        keep[i] = not dominated.any()
+    return pd.Series(keep, index=df.index, name="pareto")
