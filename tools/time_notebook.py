@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch threads (default: every usable core)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    mirror = ROOT.parent / "shared" / "data"
+    if not os.environ.get("WORKBENCH_DATA_DIR") and mirror.is_dir():  # as .ci/run does: the data beside the checkout
+        os.environ["WORKBENCH_DATA_DIR"] = str(mirror.resolve())
+        print(f"data from {mirror.resolve()} (WORKBENCH_DATA_DIR)", flush=True)
     sources = [resolve(w) for w in args.notebook]
     for source in sources:
         out = time_notebook(source, args.mode, catalog=None if args.no_catalog else NB_DIR / "catalog.yml",

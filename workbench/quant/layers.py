@@ -397,10 +397,7 @@ def calibrate(model: nn.Module, data, batches: int | None = None, batch_size: in
     handles = [q.register_forward_pre_hook(lambda m, a: keep[id(m)].append(a[0].detach().flatten()[::7][:20000]))
                for q in qs if q.clip == "mse"]
     try:
-        for i, x in enumerate(_batches(data, batch_size)):
-            if batches is not None and i >= batches:
-                break
-            model(x)
+        _forward_all(model, data, batches, batch_size)
     finally:
         for h in handles:
             h.remove()
@@ -408,6 +405,14 @@ def calibrate(model: nn.Module, data, batches: int | None = None, batch_size: in
             q.finish_calibration(torch.cat(keep[id(q)]) if id(q) in keep and keep[id(q)] else None)
         model.train(was)
     return model
+
+
+def _forward_all(model: nn.Module, data, batches: int | None, batch_size: int) -> None:
+    """Run ``model`` on the first ``batches`` batches of ``data`` (all when ``None``)."""
+    for i, x in enumerate(_batches(data, batch_size)):
+        if batches is not None and i >= batches:
+            break
+        model(x)
 
 
 def _batches(data, batch_size: int) -> Iterable[torch.Tensor]:

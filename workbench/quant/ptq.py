@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .formats import get_format
-from .layers import Quantizer, _batches, _QuantMixin, calibrate, fold_bn, quant_layers, quantize
+from .layers import Quantizer, _batches, _forward_all, _QuantMixin, calibrate, fold_bn, quant_layers, quantize
 
 __all__ = ["ptq", "bias_correction", "reestimate_bn", "adaquant", "distill_data", "bn_statistics", "bn_match", "sensitivity",
            "check_calibration_data"]
@@ -158,10 +158,7 @@ def reestimate_bn(model: nn.Module, data, batches: int | None = None, batch_size
         b.reset_running_stats()
         b.momentum = None  # cumulative average
     try:
-        for i, x in enumerate(_batches(data, batch_size)):
-            if batches is not None and i >= batches:
-                break
-            model(x)
+        _forward_all(model, data, batches, batch_size)
     finally:
         for b, mom in zip(bns, moms):
             b.momentum = mom
