@@ -276,3 +276,21 @@ if CHECK_CLAIM:
 # - Fewer distillation steps (`DISTILL_STEPS = 50`): how good must the match be?
 # - Calibrate on 8 inputs instead of 64 (`N_CALIB = 8`): which source suffers first?
 # - Add `"fp4_e2m1"` or `"int3_pc"` to `MP_CHOICES`: does a richer menu help the integer program?
+
+# %% [markdown]
+# ## Exercises
+#
+# Write the function, run the cell: the check says what is right or wrong.
+
+# %% [markdown]
+# **1. Symmetric quantization.** Write `symmetric_quantize(x, bits)`: one scale for the whole
+# tensor, `scale = max|x| / qmax` with `qmax = 2^(bits-1) - 1`, and the result
+# `scale * clamp(round(x / scale), -qmax, qmax)`. Then compare yours with
+# `Q.get_format("int4").quantize(x, scale)`.
+
+# %%
+def symmetric_quantize(x, bits):
+    raise NotImplementedError  # your code here
+
+
+wb.exercises.check("symmetric_quantize", symmetric_quantize)

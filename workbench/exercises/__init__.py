@@ -53,6 +53,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise("hutchinson_trace", "05_vit_vs_resnet_sharpness.ipynb",
              "Write hutchinson_trace(matvec, probes) -> float: the mean of z · (H z) over the given Rademacher "
              "probes z, where matvec(z) returns H z.", _checks.hutchinson_trace),
+    Exercise("symmetric_quantize", "06_zeroq.ipynb",
+             "Write symmetric_quantize(x, bits) -> tensor: x fake-quantized to a symmetric signed grid of "
+             "bits bits with one scale, scale = max|x| / qmax where qmax = 2^(bits-1) - 1: "
+             "scale * clamp(round(x / scale), -qmax, qmax).", _checks.symmetric_quantize),
 ]}
 
 

@@ -136,3 +136,23 @@ def hutchinson_trace(fn) -> str | None:
             return "you computed the exact trace; use only the products with the given probes"
         return f"got {got:.4f}, expected the mean of z·Hz over the probes, {want:.4f}"
     return None
+
+
+def symmetric_quantize(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for bits in (8, 4, 2):
+        x = torch.randn(200, generator=g, dtype=torch.float64)
+        got, want = fn(x.clone(), bits), ref.symmetric_quantize(x, bits)
+        if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+            return f"return a tensor of the shape of x, got {getattr(got, 'shape', got)}"
+        if torch.allclose(got, want, atol=1e-12):
+            continue
+        qmax = 2 ** (bits - 1)
+        wrong_grid = torch.clamp(torch.round(x / (x.abs().max() / qmax)), -qmax, qmax - 1) * (x.abs().max() / qmax)
+        if torch.allclose(got, wrong_grid, atol=1e-12):
+            return (f"at {bits} bits the largest level is 2^(bits-1) - 1 = {qmax - 1} (a symmetric grid drops -2^(bits-1)); "
+                    "scale = max|x| / that")
+        if torch.allclose(got, torch.floor(x / (x.abs().max() / (qmax - 1))) * (x.abs().max() / (qmax - 1)), atol=1e-12):
+            return "round to the nearest level (torch.round), not down (floor)"
+        return f"at {bits} bits the values differ from scale * clamp(round(x / scale), -qmax, qmax) with scale = max|x| / qmax"
+    return None

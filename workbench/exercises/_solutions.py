@@ -49,3 +49,9 @@ def filter_normalize(d: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def hutchinson_trace(matvec, probes: list[torch.Tensor]) -> float:
     return float(sum(float(z @ matvec(z)) for z in probes) / len(probes))
+
+
+def symmetric_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
+    qmax = 2 ** (bits - 1) - 1
+    scale = x.abs().max() / qmax
+    return torch.clamp(torch.round(x / scale), -qmax, qmax) * scale
