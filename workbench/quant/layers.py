@@ -259,7 +259,6 @@ class Quantizer(nn.Module):
 def _mse_weight_scale(fmt: IntFormat, w: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
     """Per tensor or per channel, the shrink of the min/max range with the least squared error."""
     best_err, best = None, None
-    flat = w.flatten(1) if lo.ndim == 1 else w.reshape(1, -1)
     for frac in torch.linspace(0.3, 1.0, 36):
         s, z = fmt.scale_for_range(lo * frac, hi * frac)
         q = fmt.quantize(w, s, z)
@@ -270,7 +269,6 @@ def _mse_weight_scale(fmt: IntFormat, w: torch.Tensor, lo: torch.Tensor, hi: tor
             better = err < best_err
             best_err = torch.where(better, err, best_err)
             best = (torch.where(better, s, best[0]), torch.where(better, z, best[1]))
-    del flat
     return best
 
 
@@ -320,7 +318,6 @@ def quantize(model: nn.Module, config="w8a8", act_clip: str = "minmax", weight_c
         >>> type(q.fc).__name__, q.fc.spec.label
         ('QuantLinear', 'W:int8_pc A:uint8_asym')
     """
-    resolve_config(model, config)  # refuse a bad config before copying
     return quantize_(copy.deepcopy(model), config, act_clip=act_clip, weight_clip=weight_clip)
 
 
@@ -430,6 +427,20 @@ def _batches(data, batch_size: int) -> Iterable[torch.Tensor]:
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+def _eval_forward(model: nn.Module, x: torch.Tensor, handles: list) -> None:
+    """One forward pass of ``x`` in eval mode without gradients; ``handles`` (hooks) are removed and the
+    train flag restored afterwards, also when the pass raises."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+
+
 def _trace_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
     """(conv, bn) name pairs where the BatchNorm's input is exactly the conv's output."""
     outs: dict[int, str] = {}
@@ -441,15 +452,7 @@ def _trace_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
         elif isinstance(m, nn.BatchNorm2d):
             handles.append(m.register_forward_pre_hook(
                 lambda mod, a, n=name: pairs.append((outs[id(a[0])], n)) if id(a[0]) in outs else None))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    _eval_forward(model, example, handles)
     return pairs
 
 
@@ -498,15 +501,11 @@ def cost(model: nn.Module, example: torch.Tensor | None = None) -> pd.DataFrame:
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(lambda mod, a, o, n=name: macs.__setitem__(
                 n, int(o[0].numel() * mod.in_features))))
-    was, enabled = model.training, [(q, q.enabled) for q in model.modules() if isinstance(q, Quantizer)]
-    model.eval()
+    enabled = [(q, q.enabled) for q in model.modules() if isinstance(q, Quantizer)]
     set_quant_enabled(model, False)  # shapes only: the float forward is enough, and needs no calibration
     try:
-        model(x)
+        _eval_forward(model, x, handles)
     finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
         for q, e in enabled:
             q.enabled = e
     rows = []

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .formats import get_format
-from .layers import Quantizer, _batches, _forward_all, _QuantMixin, calibrate, fold_bn, quant_layers, quantize
+from .layers import Quantizer, _batches, _eval_forward, _forward_all, _QuantMixin, calibrate, fold_bn, quant_layers, quantize
 
 __all__ = ["ptq", "bias_correction", "reestimate_bn", "adaquant", "distill_data", "bn_statistics", "bn_match", "sensitivity",
            "check_calibration_data"]
@@ -310,14 +310,7 @@ def bn_match(model: nn.Module, x: torch.Tensor) -> pd.DataFrame:
                          float(mod.running_var[c].sqrt())))
 
     handles = [m.register_forward_pre_hook(lambda mod, a, n=n, d=d: hook(mod, a, n, d)) for d, (n, m) in enumerate(bns)]
-    was = model.training
-    model.eval()
-    try:
-        model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    _eval_forward(model, x, handles)
     return pd.DataFrame(rows, columns=["layer", "depth", "channel", "batch_mean", "stored_mean", "batch_std", "stored_std"])
 
 
