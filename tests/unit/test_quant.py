@@ -367,3 +367,42 @@ def test_qat_algorithm_trains_caches_and_rebuilds():
     assert len(torch.unique(w)) <= 3  # ternary: -gamma, 0, +gamma
     with pytest.raises(ValueError, match="already quantized"):
         Q.quantize_(again.model, "w8a8")
+
+
+# -- studies: QAT over a grid, ternary scales ----------------------------------------------------
+def test_qat_compare_grid_equal_recipe_and_sizes():
+    train = wb.data.load("shapes", "train", subset=96)
+    test = wb.data.load("shapes", "test", subset=48)
+    configs = {"float": "float", "b1.58": "w1.58a8", "b1.58 median": ("ternary_median", "uint8_asym")}
+    table, runs = Q.qat_compare("mlp", {"1x": {"depth": 1, "width": 8}, "2x": {"depth": 1, "width": 16}}, configs,
+                                train, test, seeds=[0], epochs=1, lr=0.01, batch_size=32, optimizer="adam",
+                                augment=None, progress=False)
+    assert list(table.columns) == ["variant", "config", "seed", "params", "weight_mb", "test_acc", "train_acc", "seconds"]
+    assert len(table) == 6 and set(runs) == {(v, c, 0) for v in ("1x", "2x") for c in configs}
+    t = table.set_index(["variant", "config"])
+    assert t.loc[("2x", "float"), "params"] > t.loc[("1x", "float"), "params"]
+    # ternary weights are log2(3) bits against float's 32
+    assert t.loc[("1x", "b1.58"), "weight_mb"] < t.loc[("1x", "float"), "weight_mb"] / 15
+    median = runs[("1x", "b1.58 median", 0)].model.layers[0][0]
+    assert median.spec.weights.name == "ternary_median"
+    assert not isinstance(runs[("1x", "float", 0)].model.layers[0][0], Q.QuantLinear)
+    with pytest.raises(ValueError, match="label the config"):
+        Q.qat_compare("mlp", {"1x": {}}, [("ternary_median", "uint8_asym")], train, test)
+    with pytest.raises(ValueError, match="matches none"):
+        Q.qat_compare("mlp", {"1x": {"depth": 1, "width": 8}}, {"x": {"default": None, "nothing.*": "w4a4"}}, train, test)
+
+
+def test_ternary_scales_by_hand():
+    lin = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.1, -0.2, 0.3, -2.0], [0.2, 0.2, -0.4, 0.2]]))
+    s = Q.ternary_scales(nn.Sequential(lin)).iloc[0]
+    a = lin.weight.abs()
+    assert s["absmean"] == pytest.approx(float(a.mean()))        # 0.45
+    assert s["median"] == pytest.approx(float(a.median()))        # torch: the lower middle value, 0.2
+    # absmean 0.45: |w| / 0.45 rounds to 0 below 0.225 -> 0.1, 0.2, 0.2, 0.2, 0.2 are zeros: 5 of 8
+    assert s["zeros_absmean"] == pytest.approx(5 / 8)
+    # median 0.2: only 0.1 rounds to zero (0.2 / 0.2 = 1)
+    assert s["zeros_median"] == pytest.approx(1 / 8)
+    with pytest.raises(ValueError, match="no Conv2d or Linear"):
+        Q.ternary_scales(nn.Sequential(nn.ReLU()))

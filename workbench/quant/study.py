@@ -1,0 +1,98 @@
+"""Studies built on the quantization tool: quantization-aware training over a grid of models and
+formats (BitNet b1.58, Pareto-optimal bit widths) and the ternary scales a layer would use."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ..data import ImageDataset
+from ..train import TrainResult, train_model
+from .formats import TernaryFormat
+from .layers import QAT, cost, resolve_config
+
+FLOAT = "float"
+
+
+def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[str] | Mapping[str, Any],
+                train: ImageDataset,
+                test: ImageDataset, *, seeds: Sequence[int] = (0,), progress: bool = True,
+                **fit_kwargs) -> tuple[pd.DataFrame, dict[tuple[str, str, int], TrainResult]]:
+    """Train registry model ``name`` once per variant, config and seed, with one recipe for all.
+
+    Args:
+        name: a registered model (``"mlp"``, ``"resnet_cifar"``, ...).
+        variants: a label per set of ``model_kwargs``, e.g. ``{"1x": {"width": 16}, "2x": {"width": 32}}``.
+        configs: ``"float"`` (ordinary training) or a :func:`~workbench.quant.quantize` config trained
+            with :class:`~workbench.quant.QAT` (``"w1.58a8"``, ``"w4a4"``, ...); or a dict from a label
+            to such a config, e.g. ``{"b1.58 median": ("ternary_median", "uint8_asym")}``.
+        train, test, seeds, **fit_kwargs: as :func:`workbench.train.train_model`; every run of the grid
+            gets the same recipe, so budgets are equal. Each run is cached.
+
+    Returns:
+        ``(table, runs)``: one row per run (``variant, config, seed, params, weight_mb, test_acc,
+        train_acc, seconds``) and the :class:`TrainResult` of each keyed by ``(variant, config, seed)``.
+    """
+    from tqdm.auto import tqdm
+
+    if not variants:
+        raise ValueError("qat_compare needs at least one variant, e.g. {'1x': {'width': 16}}")
+    if not configs:
+        raise ValueError("qat_compare needs at least one config, e.g. ['float', 'w1.58a8']")
+    if not isinstance(configs, Mapping):
+        bad = [c for c in configs if not isinstance(c, str)]
+        if bad:
+            raise ValueError(f"qat_compare: label the config {bad[0]!r} by passing configs as a dict, "
+                             "e.g. {'b1.58 median': ('ternary_median', 'uint8_asym')}")
+        configs = {c: c for c in configs}
+    probe = None
+    for config in configs.values():  # fail before any training on a config the model cannot take
+        if config != FLOAT:
+            probe = probe or _build(name, next(iter(variants.values())), train)
+            resolve_config(probe, config)
+    grid = [(v, c, s) for v in variants for c in configs for s in seeds]
+    rows, runs = [], {}
+    bar = tqdm(grid, desc="runs", disable=not progress)
+    for variant, config, seed in bar:
+        bar.set_postfix(variant=variant, config=config, seed=seed)
+        algorithms = [] if configs[config] == FLOAT else [QAT(configs[config])]
+        res = train_model(name, train, test, model_kwargs=dict(variants[variant]), seed=seed,
+                          algorithms=algorithms, progress=False, **fit_kwargs)
+        c = cost(res.model, train.normalize(train.images[:1]))
+        rows.append({"variant": variant, "config": config, "seed": seed,
+                     "params": sum(p.numel() for p in res.model.parameters()),
+                     "weight_mb": c.attrs["weight_mb"], "test_acc": res.test_acc, "train_acc": res.train_acc,
+                     "seconds": float(res.history["seconds"].iloc[-1])})
+        runs[(variant, config, seed)] = res
+    return pd.DataFrame(rows), runs
+
+
+def _build(name: str, model_kwargs: Mapping, train: ImageDataset) -> nn.Module:
+    from ..models import create_model
+    kw = {"num_classes": train.num_classes, "in_chans": train.shape[0], **model_kwargs}
+    return create_model(name, **kw)
+
+
+@torch.no_grad()
+def ternary_scales(model: nn.Module) -> pd.DataFrame:
+    """For every convolution and linear layer, the two scales b1.58 could divide its weights by:
+    ``absmean`` (BitNet b1.58: the mean of ``|W|``) and ``median`` (of ``|W|``, the variant of
+    BitNet b1.58 Reloaded), and the share of weights each rounds to zero. A layer quantized by
+    :func:`~workbench.quant.quantize` reports its float (latent) weights."""
+    rows = []
+    for layer, m in model.named_modules():
+        if not isinstance(m, (nn.Conv2d, nn.Linear)):
+            continue
+        w = m.weight.detach().float()
+        row = {"layer": layer, "weights": w.numel()}
+        for rule in ("absmean", "median"):
+            fmt = TernaryFormat(rule)
+            row[rule] = float(fmt.scale_of(w))
+            row[f"zeros_{rule}"] = float((fmt.quantize(w) == 0).float().mean())
+        rows.append(row)
+    if not rows:
+        raise ValueError("ternary_scales found no Conv2d or Linear layer in the model")
+    return pd.DataFrame(rows)
