@@ -14,8 +14,6 @@ from workbench.catalog import load_catalog, parse_catalog
 ENTRIES = load_catalog(tn.NB_DIR / "catalog.yml")
 TIMINGS = tn.read_timings()
 MEASURED = [e["notebook"] for e in ENTRIES if "laptop" in TIMINGS.get(e["notebook"], {})]
-# Notebooks not yet timed in laptop mode (issue 27 lists them); a new notebook must not join this list.
-NOT_YET_MEASURED: set[str] = set()  # every notebook in the catalog has its laptop measurement
 
 
 def check_entry(entry: dict, measurement: dict, code_digest: str) -> None:
@@ -37,12 +35,10 @@ def check_entry(entry: dict, measurement: dict, code_digest: str) -> None:
                              f"limit of shared/NOTEBOOKS.md; make its laptop= values cheaper, keeping the claim check")
 
 
-def test_every_notebook_is_measured_or_listed_as_not_yet():
-    missing = [e["notebook"] for e in ENTRIES if e["notebook"] not in MEASURED and e["notebook"] not in NOT_YET_MEASURED]
+def test_every_notebook_is_measured():
+    missing = [e["notebook"] for e in ENTRIES if e["notebook"] not in MEASURED]
     assert not missing, (f"{missing} have no laptop measurement in notebooks/timings.json: "
                          f"bash scripts/workbench.sh time NN (on an idle 2-core machine)")
-    stale = sorted(NOT_YET_MEASURED & set(MEASURED))
-    assert not stale, f"{stale} are measured now: take them out of NOT_YET_MEASURED in {__file__}"
 
 
 @pytest.mark.parametrize("name", MEASURED)

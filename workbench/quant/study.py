@@ -12,14 +12,13 @@ from torch import nn
 from ..data import ImageDataset
 from ..train import TrainResult, train_model
 from .formats import TernaryFormat
-from .layers import QAT, cost, resolve_config
+from .layers import QAT, cost, quant_layers, resolve_config
 
 FLOAT = "float"
 
 
 def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[str] | Mapping[str, Any],
-                train: ImageDataset,
-                test: ImageDataset, *, seeds: Sequence[int] = (0,), progress: bool = True,
+                train: ImageDataset, test: ImageDataset, *, seeds: Sequence[int] = (0,), progress: bool = True,
                 **fit_kwargs) -> tuple[pd.DataFrame, dict[tuple[str, str, int], TrainResult]]:
     """Train registry model ``name`` once per variant, config and seed, with one recipe for all.
 
@@ -48,10 +47,12 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
             raise ValueError(f"qat_compare: label the config {bad[0]!r} by passing configs as a dict, "
                              "e.g. {'b1.58 median': ('ternary_median', 'uint8_asym')}")
         configs = {c: c for c in configs}
-    probe = None
-    for config in configs.values():  # fail before any training on a config the model cannot take
-        if config != FLOAT:
-            probe = probe or _build(name, next(iter(variants.values())), train)
+    quantized = [c for c in configs.values() if c != FLOAT]
+    if quantized:  # fail before any training on a config the model cannot take
+        from ..models import create_model
+        probe = create_model(name, **{"num_classes": train.num_classes, "in_chans": train.shape[0],
+                                      **next(iter(variants.values()))})
+        for config in quantized:
             resolve_config(probe, config)
     grid = [(v, c, s) for v in variants for c in configs for s in seeds]
     rows, runs = [], {}
@@ -70,12 +71,6 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
     return pd.DataFrame(rows), runs
 
 
-def _build(name: str, model_kwargs: Mapping, train: ImageDataset) -> nn.Module:
-    from ..models import create_model
-    kw = {"num_classes": train.num_classes, "in_chans": train.shape[0], **model_kwargs}
-    return create_model(name, **kw)
-
-
 @torch.no_grad()
 def ternary_scales(model: nn.Module) -> pd.DataFrame:
     """For every convolution and linear layer, the two scales b1.58 could divide its weights by:
@@ -83,10 +78,8 @@ def ternary_scales(model: nn.Module) -> pd.DataFrame:
     BitNet b1.58 Reloaded), and the share of weights each rounds to zero. A layer quantized by
     :func:`~workbench.quant.quantize` reports its float (latent) weights."""
     rows = []
-    for layer, m in model.named_modules():
-        if not isinstance(m, (nn.Conv2d, nn.Linear)):
-            continue
-        w = m.weight.detach().float()
+    for layer in quant_layers(model):
+        w = model.get_submodule(layer).weight.detach().float()
         row = {"layer": layer, "weights": w.numel()}
         for rule in ("absmean", "median"):
             fmt = TernaryFormat(rule)
