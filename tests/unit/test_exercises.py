@@ -15,6 +15,8 @@ WRONG = {
     "symmetric_quantize": (lambda x, b: torch.clamp(torch.round(x / (x.abs().max() / 2 ** (b - 1))), -2 ** (b - 1),
                                                     2 ** (b - 1) - 1) * (x.abs().max() / 2 ** (b - 1)),
                            "drops -2\\^\\(bits-1\\)"),
+    "ternary_quantize": (lambda w, r: torch.round(w / (w.abs().mean() if r == "absmean" else w.abs().median())) *
+                         (w.abs().mean() if r == "absmean" else w.abs().median()), "clamp the rounded"),
     "blocks_per_stage": (lambda d: (d - 2) // 2, "two and there are three stages"),
     "bn_only_parameters": (lambda m: ref.bn_only_parameters(m) | {"fc.weight", "fc.bias"}, "output layer"),
     "linear_cka": (_uncentered_cka, "center each feature"),

@@ -57,6 +57,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write symmetric_quantize(x, bits) -> tensor: x fake-quantized to a symmetric signed grid of "
              "bits bits with one scale, scale = max|x| / qmax where qmax = 2^(bits-1) - 1: "
              "scale * clamp(round(x / scale), -qmax, qmax).", _checks.symmetric_quantize),
+    Exercise("ternary_quantize", "07_bitnet_b158_small.ipynb",
+             "Write ternary_quantize(w, rule) -> tensor: BitNet b1.58's weights, gamma * clamp(round(w / (gamma + 1e-5)), -1, 1), "
+             "where gamma is the mean of |w| (rule 'absmean') or its median (rule 'median').", _checks.ternary_quantize),
 ]}
 
 

@@ -156,3 +156,23 @@ def symmetric_quantize(fn) -> str | None:
             return "round to the nearest level (torch.round), not down (floor)"
         return f"at {bits} bits the values differ from scale * clamp(round(x / scale), -qmax, qmax) with scale = max|x| / qmax"
     return None
+
+
+def ternary_quantize(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for rule in ("absmean", "median"):
+        w = torch.randn(300, generator=g, dtype=torch.float64) * 0.05
+        got, want = fn(w.clone(), rule), ref.ternary_quantize(w, rule)
+        if not isinstance(got, torch.Tensor) or got.shape != w.shape:
+            return f"return a tensor of the shape of w, got {getattr(got, 'shape', got)}"
+        if torch.allclose(got, want, atol=1e-12):
+            continue
+        gamma = w.abs().mean() if rule == "absmean" else w.abs().median()
+        if torch.allclose(got, torch.round(w / (gamma + 1e-5)) * gamma, atol=1e-12):
+            return "clamp the rounded values to -1 .. 1: a ternary weight is -gamma, 0 or +gamma"
+        if torch.allclose(got, torch.clamp(torch.round(w / (gamma + 1e-5)), -1, 1), atol=1e-12):
+            return "multiply back by gamma: the fake-quantized weight lives on the scale of w"
+        if rule == "median" and torch.allclose(got, ref.ternary_quantize(w, "absmean"), atol=1e-12):
+            return "rule 'median' takes gamma = median of |w|, not the mean"
+        return f"rule {rule!r}: the values differ from gamma * clamp(round(w / (gamma + 1e-5)), -1, 1)"
+    return None

@@ -55,3 +55,9 @@ def symmetric_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
     qmax = 2 ** (bits - 1) - 1
     scale = x.abs().max() / qmax
     return torch.clamp(torch.round(x / scale), -qmax, qmax) * scale
+
+
+def ternary_quantize(w: torch.Tensor, rule: str) -> torch.Tensor:
+    a = w.abs()
+    gamma = a.mean() if rule == "absmean" else a.median()
+    return torch.clamp(torch.round(w / (gamma + 1e-5)), -1, 1) * gamma
