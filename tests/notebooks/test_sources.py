@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NB_DIR = ROOT / "notebooks"
 PAPERS = ROOT.parent / "shared" / "papers.md"
 NOTEBOOKS = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
+# the first two notebook numbers not yet taken: the scaffold tests write there
+FREE = [f"{i:02d}" for i in range(100) if not any(n.startswith(f"{i:02d}_") for n in NOTEBOOKS)][:2]
 PAIRS = sorted({p.stem for p in NB_DIR.glob("*.ipynb")} | {p.stem for p in (NB_DIR / "src").glob("*.py")})
 
 
@@ -231,14 +233,14 @@ def scaffold_dir(tmp_path) -> Path:
 
 
 def test_scaffold_writes_a_notebook_that_passes_every_check(scaffold_dir, papers_md):
-    written = new_notebook.scaffold("07", "clip_zero_shot", 7, "vl", scaffold_dir, papers_md)
-    nb = scaffold_dir / "07_clip_zero_shot.ipynb"
-    assert written == [scaffold_dir / "src" / "07_clip_zero_shot.py", nb, scaffold_dir / "catalog.yml"]
+    written = new_notebook.scaffold(FREE[0], "clip_zero_shot", 7, "vl", scaffold_dir, papers_md)
+    nb = scaffold_dir / f"{FREE[0]}_clip_zero_shot.ipynb"
+    assert written == [scaffold_dir / "src" / f"{FREE[0]}_clip_zero_shot.py", nb, scaffold_dir / "catalog.yml"]
     assert ns.problems(nb) == []
     entries = load_catalog(scaffold_dir / "catalog.yml")
     check_papers(entries, papers_md, "catalog.yml")
     e = entries[-1]
-    assert (e["notebook"], e["paper"], e["title"], e["arxiv"]) == ("07_clip_zero_shot.ipynb", 7, "Paper number 7",
+    assert (e["notebook"], e["paper"], e["title"], e["arxiv"]) == (f"{FREE[0]}_clip_zero_shot.ipynb", 7, "Paper number 7",
                                                                    "2103.00001")
     assert (e["topic"], e["status"]) == ("vl", "mechanism only")
     assert [x["notebook"] for x in entries[:-1]] == NOTEBOOKS  # the entries before are untouched
@@ -259,7 +261,7 @@ def test_scaffold_writes_a_notebook_that_passes_every_check(scaffold_dir, papers
 
 
 def test_scaffold_without_paper_number(scaffold_dir, papers_md):
-    new_notebook.scaffold("09", "shortcuts", None, "todo", scaffold_dir, papers_md)
+    new_notebook.scaffold(FREE[1], "shortcuts", None, "todo", scaffold_dir, papers_md)
     e = load_catalog(scaffold_dir / "catalog.yml")[-1]
     assert e["paper"] is None and e["arxiv"] is None and e["title"].startswith("TODO")
 
@@ -267,12 +269,12 @@ def test_scaffold_without_paper_number(scaffold_dir, papers_md):
 @pytest.mark.parametrize("nn, name, paper, words", [
     ("6", "x", 7, "must be two digits such as 06, got '6'"),
     ("006", "x", 7, "must be two digits"),
-    ("07", "RandomPruning", 7, "must be snake_case"),
-    ("07", "random-pruning", 7, "must be snake_case"),
-    ("07", "_x", 7, "must be snake_case"),
+    (FREE[0], "RandomPruning", 7, "must be snake_case"),
+    (FREE[0], "random-pruning", 7, "must be snake_case"),
+    (FREE[0], "_x", 7, "must be snake_case"),
     ("01", "other", 7, "notebook number 01 is taken (01_training_batchnorm_only.ipynb"),
-    ("07", "x", 65, "paper 65 is not in"),
-    ("07", "x", 0, "numbered 1..64"),
+    (FREE[0], "x", 65, "paper 65 is not in"),
+    (FREE[0], "x", 0, "numbered 1..64"),
 ])
 def test_scaffold_refuses_bad_input_and_writes_nothing(scaffold_dir, papers_md, nn, name, paper, words):
     before = (scaffold_dir / "catalog.yml").read_text()
@@ -290,14 +292,14 @@ def test_scaffold_taken_number_says_the_first_free_one(scaffold_dir, papers_md):
 
 
 def test_scaffold_command_line(scaffold_dir, papers_md, capsys):
-    argv = ["08", "x", "--notebooks", str(scaffold_dir), "--papers", str(papers_md)]
+    argv = [FREE[0], "x", "--notebooks", str(scaffold_dir), "--papers", str(papers_md)]
     with pytest.raises(SystemExit):
         new_notebook.main(argv)
     assert "add --paper N" in capsys.readouterr().err
     assert new_notebook.main(argv + ["--paper", "99"]) == 2
     assert "numbered 1..64" in capsys.readouterr().err
     assert new_notebook.main(argv + ["--paper", "12"]) == 0
-    assert "wrote" in capsys.readouterr().out and (scaffold_dir / "08_x.ipynb").is_file()
+    assert "wrote" in capsys.readouterr().out and (scaffold_dir / f"{FREE[0]}_x.ipynb").is_file()
 
 
 @pytest.mark.slow
@@ -306,8 +308,8 @@ def test_scaffold_command_line(scaffold_dir, papers_md, capsys):
 def test_scaffolded_notebook_runs_in_smoke_mode(scaffold_dir, papers_md):
     from nbclient import NotebookClient
 
-    new_notebook.scaffold("07", "clip_zero_shot", 7, "vl", scaffold_dir, papers_md)
-    nb = nbformat.read(scaffold_dir / "07_clip_zero_shot.ipynb", as_version=4)
+    new_notebook.scaffold(FREE[0], "clip_zero_shot", 7, "vl", scaffold_dir, papers_md)
+    nb = nbformat.read(scaffold_dir / f"{FREE[0]}_clip_zero_shot.ipynb", as_version=4)
     env_before = dict(os.environ)
     os.environ.update(WORKBENCH_MODE="smoke")
     try:

@@ -392,6 +392,30 @@ def test_qat_compare_grid_equal_recipe_and_sizes():
         Q.qat_compare("mlp", {"1x": {"depth": 1, "width": 8}}, {"x": {"default": None, "nothing.*": "w4a4"}}, train, test)
 
 
+def test_qat_compare_finetune_starts_every_config_from_one_float_run():
+    train = wb.data.load("shapes", "train", subset=96)
+    test = wb.data.load("shapes", "test", subset=48)
+    recipe = dict(epochs=1, lr=0.01, batch_size=32, optimizer="adam", augment=None)
+    variants = {"1x": {"depth": 1, "width": 8}}
+    base = wb.train_model("mlp", train, test, model_kwargs=variants["1x"], seed=0, progress=False, **recipe)
+    # a learning rate too small to move any weight: every config must still hold the float run's weights
+    table, runs = Q.qat_compare("mlp", variants, ["float", "w4a8"], train, test, finetune={"lr": 1e-12},
+                                progress=False, **recipe)
+    w0 = base.model.layers[0][0].weight
+    for config in ("float", "w4a8"):
+        layer = runs[("1x", config, 0)].model.layers[0][0]
+        assert torch.allclose(layer.weight, w0, atol=1e-8), config
+    assert isinstance(runs[("1x", "w4a8", 0)].model.layers[0][0], Q.QuantLinear)
+    # from scratch (no finetune) the same seed trains the same float model as the base
+    _, scratch = Q.qat_compare("mlp", variants, ["float"], train, test, progress=False, **recipe)
+    assert torch.equal(scratch[("1x", "float", 0)].model.layers[0][0].weight, w0)
+    # a different start is a different cache entry: fine-tuning with a real rate moves the weights
+    _, moved = Q.qat_compare("mlp", variants, ["float"], train, test, finetune={"lr": 0.01}, progress=False, **recipe)
+    assert not torch.allclose(moved[("1x", "float", 0)].model.layers[0][0].weight, w0, atol=1e-4)
+    with pytest.raises(ValueError, match="adds the QAT algorithm"):
+        Q.qat_compare("mlp", variants, ["float"], train, test, finetune={"algorithms": []}, **recipe)
+
+
 def test_ternary_scales_by_hand():
     lin = nn.Linear(4, 2, bias=False)
     with torch.no_grad():

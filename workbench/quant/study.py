@@ -2,6 +2,7 @@
 formats (BitNet b1.58, Pareto-optimal bit widths) and the ternary scales a layer would use."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,8 +19,8 @@ FLOAT = "float"
 
 
 def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[str] | Mapping[str, Any],
-                train: ImageDataset, test: ImageDataset, *, seeds: Sequence[int] = (0,), progress: bool = True,
-                **fit_kwargs) -> tuple[pd.DataFrame, dict[tuple[str, str, int], TrainResult]]:
+                train: ImageDataset, test: ImageDataset, *, seeds: Sequence[int] = (0,),
+                finetune: Mapping[str, Any] | None = None, progress: bool = True, **fit_kwargs) -> tuple[pd.DataFrame, dict[tuple[str, str, int], TrainResult]]:
     """Train registry model ``name`` once per variant, config and seed, with one recipe for all.
 
     Args:
@@ -30,6 +31,11 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
             to such a config, e.g. ``{"b1.58 median": ("ternary_median", "uint8_asym")}``.
         train, test, seeds, **fit_kwargs: as :func:`workbench.train.train_model`; every run of the grid
             gets the same recipe, so budgets are equal. Each run is cached.
+        finetune: ``None`` trains every run from scratch. Otherwise each variant and seed first trains
+            in float with ``fit_kwargs``, once, and every config (``"float"`` too) continues from those
+            weights with ``{**fit_kwargs, **finetune}`` (e.g. ``{"epochs": 1, "lr": 1e-3}``): quantized
+            runs spend the last epochs in QAT, the float run the same epochs in float, so the budget
+            stays equal. ``seconds`` then counts the fine-tuning only.
 
     Returns:
         ``(table, runs)``: one row per run (``variant, config, seed, params, weight_mb, test_acc,
@@ -54,14 +60,23 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
                                       **next(iter(variants.values()))})
         for config in quantized:
             resolve_config(probe, config)
+    if finetune is not None and ("algorithms" in finetune or "algorithms" in fit_kwargs):
+        raise ValueError("qat_compare adds the QAT algorithm itself; pass no algorithms= to it")
     grid = [(v, c, s) for v in variants for c in configs for s in seeds]
     rows, runs = [], {}
     bar = tqdm(grid, desc="runs", disable=not progress)
     for variant, config, seed in bar:
         bar.set_postfix(variant=variant, config=config, seed=seed)
         algorithms = [] if configs[config] == FLOAT else [QAT(configs[config])]
+        start = {}
+        if finetune is not None:  # every config continues from one float run (itself cached)
+            base = train_model(name, train, test, model_kwargs=dict(variants[variant]), seed=seed,
+                               progress=False, **fit_kwargs)
+            start = dict(setup=_load_weights(base.model.state_dict()),
+                         setup_key=("from float weights", _digest(base.model.state_dict())),
+                         **{**fit_kwargs, **finetune})
         res = train_model(name, train, test, model_kwargs=dict(variants[variant]), seed=seed,
-                          algorithms=algorithms, progress=False, **fit_kwargs)
+                          algorithms=algorithms, progress=False, **(start or fit_kwargs))
         c = cost(res.model, train.normalize(train.images[:1]))
         rows.append({"variant": variant, "config": config, "seed": seed,
                      "params": sum(p.numel() for p in res.model.parameters()),
@@ -69,6 +84,22 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
                      "seconds": float(res.history["seconds"].iloc[-1])})
         runs[(variant, config, seed)] = res
     return pd.DataFrame(rows), runs
+
+
+def _load_weights(state: Mapping[str, torch.Tensor]):
+    def setup(model: nn.Module) -> dict:
+        model.load_state_dict(state)
+        return {}
+    return setup
+
+
+def _digest(state: Mapping[str, torch.Tensor]) -> str:
+    """A content hash of a state dict: the cache key of "starts from these weights"."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 @torch.no_grad()
