@@ -333,6 +333,18 @@ def test_option_costs_and_pareto(resnet):
     assert Q.pareto_front(df, "size", "acc").tolist() == [True, True, False, False, True]
 
 
+def test_dominators_by_hand():
+    df = pd.DataFrame({"bits": [8, 8, 8, 4, 4, 4], "size": [1.0, 2.0, 4.0, 1.0, 2.0, 3.0],
+                       "acc": [0.50, 0.70, 0.80, 0.60, 0.65, 0.85]}, index=list("abcdef"))
+    by4 = Q.dominators(df, "size", "acc", among=df.bits == 4)
+    # a (1, .50) <- d (1, .60); b (2, .70): no 4-bit model of size <= 2 scores more; c (4, .80) <- f (3, .85),
+    # the best of those that beat it; f beats nothing of its own group above it, and nobody beats f
+    assert by4.to_dict() == {"a": "d", "b": None, "c": "f", "d": None, "e": None, "f": None}
+    assert Q.dominators(df, "size", "acc", among=df.bits == 8).to_dict()["e"] == "b"  # a tie in cost counts
+    with pytest.raises(ValueError, match="no column 'cost'"):
+        Q.dominators(df, "cost", "acc", among=df.bits == 4)
+
+
 def test_random_formats_supernet_in_fit():
     train = wb.data.load("shapes", "train", subset=128)
     torch.manual_seed(0)
@@ -377,12 +389,16 @@ def test_qat_compare_grid_equal_recipe_and_sizes():
     table, runs = Q.qat_compare("mlp", {"1x": {"depth": 1, "width": 8}, "2x": {"depth": 1, "width": 16}}, configs,
                                 train, test, seeds=[0], epochs=1, lr=0.01, batch_size=32, optimizer="adam",
                                 augment=None, progress=False)
-    assert list(table.columns) == ["variant", "config", "seed", "params", "weight_mb", "test_acc", "train_acc", "seconds"]
+    assert list(table.columns) == ["variant", "config", "seed", "params", "weight_mb", "gbops", "test_acc", "train_acc",
+                                   "seconds"]
     assert len(table) == 6 and set(runs) == {(v, c, 0) for v in ("1x", "2x") for c in configs}
     t = table.set_index(["variant", "config"])
     assert t.loc[("2x", "float"), "params"] > t.loc[("1x", "float"), "params"]
     # ternary weights are log2(3) bits against float's 32
     assert t.loc[("1x", "b1.58"), "weight_mb"] < t.loc[("1x", "float"), "weight_mb"] / 15
+    # bit-operations: the same multiply-adds at (ternary bits x 8) instead of (32 x 32)
+    assert t.loc[("1x", "b1.58"), "gbops"] == pytest.approx(
+        t.loc[("1x", "float"), "gbops"] * Q.get_format("ternary").bits * 8 / (32 * 32), rel=1e-9)
     median = runs[("1x", "b1.58 median", 0)].model.layers[0][0]
     assert median.spec.weights.name == "ternary_median"
     assert not isinstance(runs[("1x", "float", 0)].model.layers[0][0], Q.QuantLinear)

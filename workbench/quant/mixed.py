@@ -19,7 +19,7 @@ from torch import nn
 from .formats import get_format
 from .layers import cost, quant_layers, quantize
 
-__all__ = ["option_costs", "allocate", "allocate_brute_force", "policy_cost", "pareto_front"]
+__all__ = ["option_costs", "allocate", "allocate_brute_force", "policy_cost", "pareto_front", "dominators"]
 
 
 def option_costs(model: nn.Module, formats: Sequence[str], metric: str = "weight_bits", acts=None,
@@ -92,12 +92,32 @@ def policy_cost(table: pd.DataFrame, policy: Mapping[str, str]) -> float:
 def pareto_front(df: pd.DataFrame, cost: str, score: str) -> pd.Series:
     """A boolean mask of the rows of ``df`` on the Pareto frontier: no other row has a ``cost`` as
     low or lower and a ``score`` as high or higher, with one of the two strictly better."""
-    for col in (cost, score):
-        if col not in df:
-            raise ValueError(f"no column {col!r}; columns are {list(df.columns)}")
+    _columns(df, cost, score)
     c, s = df[cost].to_numpy(float), df[score].to_numpy(float)
     keep = np.ones(len(df), bool)
     for i in range(len(df)):
         dominated = (c <= c[i]) & (s >= s[i]) & ((c < c[i]) | (s > s[i]))
         keep[i] = not dominated.any()
     return pd.Series(keep, index=df.index, name="pareto")
+
+
+def _columns(df: pd.DataFrame, *cols: str) -> None:
+    for col in cols:
+        if col not in df:
+            raise ValueError(f"no column {col!r}; columns are {list(df.columns)}")
+
+
+def dominators(df: pd.DataFrame, cost: str, score: str, among) -> pd.Series:
+    """For each row of ``df``, the row among ``among`` (a boolean mask over ``df``) that beats it: a
+    ``score`` strictly higher at a ``cost`` no higher, the highest such score (``None`` where no row of
+    ``among`` beats it). The question of Abdolrashidi et al. 2021 (https://arxiv.org/abs/2105.03536):
+    is every float or 8-bit model beaten by a 4-bit one that costs no more?"""
+    _columns(df, cost, score)
+    among = pd.Series(among, index=df.index).astype(bool)
+    c, s = df[cost].to_numpy(float), df[score].to_numpy(float)
+    cand = np.flatnonzero(among.to_numpy())
+    out = []
+    for i in range(len(df)):
+        beats = cand[(c[cand] <= c[i]) & (s[cand] > s[i])]
+        out.append(df.index[beats[np.argmax(s[beats])]] if len(beats) else None)
+    return pd.Series(out, index=df.index, name="beaten_by", dtype=object)

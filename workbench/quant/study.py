@@ -38,8 +38,8 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
             stays equal. ``seconds`` then counts the fine-tuning only.
 
     Returns:
-        ``(table, runs)``: one row per run (``variant, config, seed, params, weight_mb, test_acc,
-        train_acc, seconds``) and the :class:`TrainResult` of each keyed by ``(variant, config, seed)``.
+        ``(table, runs)``: one row per run (``variant, config, seed, params, weight_mb, gbops, test_acc,
+        train_acc, seconds``; ``gbops``: giga bit-operations of one image's forward, a float layer at 32 bits) and the :class:`TrainResult` of each keyed by ``(variant, config, seed)``.
     """
     from tqdm.auto import tqdm
 
@@ -80,7 +80,7 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
         c = cost(res.model, train.normalize(train.images[:1]))
         rows.append({"variant": variant, "config": config, "seed": seed,
                      "params": sum(p.numel() for p in res.model.parameters()),
-                     "weight_mb": c.attrs["weight_mb"], "test_acc": res.test_acc, "train_acc": res.train_acc,
+                     "weight_mb": c.attrs["weight_mb"], "gbops": c.attrs["gbops"], "test_acc": res.test_acc, "train_acc": res.train_acc,
                      "seconds": float(res.history["seconds"].iloc[-1])})
         runs[(variant, config, seed)] = res
     return pd.DataFrame(rows), runs
