@@ -89,8 +89,17 @@ class IntFormat:
             shape = (-1,) + (1,) * (x.ndim - 1)
             scale, zp = scale.reshape(shape), zp.reshape(shape)
         inv = 1.0 / scale  # multiply by the reciprocal, as ATen's fake_quantize kernels do
-        q = torch.clamp(torch.round(x * inv) + zp, self.qmin, self.qmax)
-        return (q - zp) * scale
+        if x.requires_grad or scale.requires_grad:
+            q = torch.clamp(torch.round(x * inv) + zp, self.qmin, self.qmax)
+            return (q - zp) * scale
+        # the same arithmetic in place on one buffer: on CPU about 3x faster than ATen's fused
+        # fake_quantize kernels (benchmarks/bench_quant.py), which round element by element
+        # ((round(x / s) + z) clamped to [qmin, qmax]) - z is round(x / s) clamped to [qmin - z, qmax - z]:
+        # the zero point is an integer, so both are exact in float32
+        q = (x * inv).round_()
+        if zero_point is None:
+            return q.clamp_(self.qmin, self.qmax).mul_(scale)
+        return q.clamp_(self.qmin - zp, self.qmax - zp).mul_(scale)
 
     def values(self) -> torch.Tensor:
         """The grid's codes ``qmin..qmax`` (at scale 1, zero point 0)."""

@@ -227,9 +227,12 @@ class Quantizer(nn.Module):
                 if isinstance(scale, nn.Parameter):  # a learned scale (AdaQuant, LSQ): gradients reach it
                     v = torch.clamp(x / s, fmt.qmin, fmt.qmax)
                     return (v + (torch.round(v) - v).detach()) * s
+                q = fmt.quantize(x.detach(), scale, zp)
+                if not (torch.is_grad_enabled() and x.requires_grad):
+                    return q  # inference: the clipped straight-through estimator has nothing to do
                 z = torch.zeros_like(s) if zp is None else zp.reshape(s.shape).to(s)
                 xc = torch.minimum(torch.maximum(x, (fmt.qmin - z) * s), (fmt.qmax - z) * s)
-                return ste_round(xc, fmt.quantize(x.detach(), scale, zp))
+                return ste_round(xc, q)
             return ste_round(x, fmt.quantize(x, scale))
         # activations
         if self.training or self.observing:
@@ -245,6 +248,8 @@ class Quantizer(nn.Module):
         fmt = self.fmt
         if isinstance(fmt, IntFormat):
             s, z = fmt.scale_for_range(self.lo, self.hi)
+            if not (torch.is_grad_enabled() and x.requires_grad):
+                return fmt.quantize(x, s, z)  # its clamp to the grid is the clip
             lo, hi = (fmt.qmin - z) * s, (fmt.qmax - z) * s
             xc = torch.minimum(torch.maximum(x, lo.to(x)), hi.to(x))
             return ste_round(xc, fmt.quantize(xc.detach(), s, z))
