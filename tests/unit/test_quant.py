@@ -364,6 +364,32 @@ def test_random_formats_supernet_in_fit():
         Q.set_policy(q, {"nope": "int4"})
 
 
+def test_policy_search_within_budget_consistent_and_restoring():
+    data = wb.data.load("shapes", "test", subset=64)
+    torch.manual_seed(0)
+    q = Q.calibrate(Q.quantize(wb.create_model("resnet8", width=8), "w8a8"), data.normalize(data.images[:32]))
+    menu = ["int2_pc", "int4_pc", "int8_pc"]
+    before = Q.get_policy(q)
+    gb = {f: Q.cost(Q.set_policy(q, {n: f for n in Q.get_policy(q)})).attrs["gbops"] for f in menu}
+    Q.set_policy(q, {n: before[n] for n in before})
+    budget = (gb["int2_pc"] + gb["int8_pc"]) / 2
+    found = Q.policy_search(q, menu, data, budget, samples=12, rounds=2, keep=3, progress=False)
+    assert Q.get_policy(q) == before  # the supernet's formats come back
+    assert len(found) >= 2 and set(found.source) <= {"random", "evolved"} and (found.gbops <= budget).all()
+    assert found.acc.is_monotonic_decreasing
+    for _, row in found.head(3).iterrows():  # each row's cost and accuracy are the policy's own
+        Q.set_policy(q, row.policy)
+        assert Q.cost(q).attrs["gbops"] == pytest.approx(row.gbops, rel=1e-12)
+        assert wb.evaluate(q, data)["acc"] == pytest.approx(row.acc, abs=1e-9)
+    Q.set_policy(q, before)
+    # the budget of uniform 8-bit admits every policy; one below uniform 2-bit admits none
+    assert len(Q.policy_search(q, menu, data, gb["int8_pc"], samples=4, rounds=0, progress=False)) == 4
+    with pytest.raises(ValueError, match="below the cheapest policy"):
+        Q.policy_search(q, menu, data, gb["int2_pc"] * 0.999, samples=4, progress=False)
+    with pytest.raises(ValueError, match="not quantized layers"):
+        Q.policy_search(q, {"nope": menu}, data, budget, progress=False)
+
+
 def test_qat_algorithm_trains_caches_and_rebuilds():
     train = wb.data.load("shapes", "train", subset=128)
     test = wb.data.load("shapes", "test", subset=64)

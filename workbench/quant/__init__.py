@@ -8,14 +8,15 @@ True
 from .formats import FLOAT_FORMATS, FloatFormat, Format, IntFormat, TernaryFormat, get_format, list_formats
 from .layers import (QAT, LayerSpec, act_ranges, QuantConv2d, QuantLinear, Quantizer, calibrate, cost, fold_bn, quant_layers,
                      quantize, quantize_, resolve_config, set_quant_enabled, ste_round)
-from .ptq import ptq, adaquant, bias_correction, bn_match, bn_statistics, check_calibration_data, distill_data, reestimate_bn, sensitivity
-from .search import RandomFormats, get_policy, random_policy, set_policy
+from .ptq import (ptq, adaquant, bias_correction, bn_match, bn_statistics, check_calibration_data, distill_data, layer_errors,
+                  reestimate_bn, sensitivity)
+from .search import RandomFormats, get_policy, policy_search, random_policy, set_policy
 from .mixed import allocate, allocate_brute_force, dominators, option_costs, pareto_front, policy_cost
 from .study import qat_compare, ternary_scales
 
 __all__ = ["FLOAT_FORMATS", "FloatFormat", "Format", "IntFormat", "TernaryFormat", "get_format", "list_formats",
            "QAT", "quantize_", "act_ranges", "LayerSpec", "QuantConv2d", "QuantLinear", "Quantizer", "calibrate", "cost", "fold_bn", "quant_layers",
-           "quantize", "resolve_config", "set_quant_enabled", "ste_round", "ptq", "adaquant", "bias_correction", "bn_match", "bn_statistics",
+           "quantize", "resolve_config", "set_quant_enabled", "ste_round", "ptq", "adaquant", "bias_correction", "layer_errors", "bn_match", "bn_statistics",
            "check_calibration_data", "distill_data", "reestimate_bn", "sensitivity", "allocate", "allocate_brute_force",
-           "option_costs", "pareto_front", "dominators", "policy_cost", "RandomFormats", "get_policy", "random_policy", "set_policy",
+           "option_costs", "pareto_front", "dominators", "policy_cost", "RandomFormats", "get_policy", "policy_search", "random_policy", "set_policy",
            "qat_compare", "ternary_scales"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+import pandas as pd
 import torch
 from torch import nn
 
@@ -19,7 +20,7 @@ from ..train.events import Algorithm, State
 from .formats import get_format
 from .layers import LayerSpec, _QuantMixin
 
-__all__ = ["set_policy", "get_policy", "RandomFormats", "random_policy"]
+__all__ = ["set_policy", "get_policy", "RandomFormats", "random_policy", "policy_search"]
 
 
 def _layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -106,3 +107,104 @@ class RandomFormats(Algorithm):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.gen.set_state(state["gen"])
+
+
+def _label(option: Any) -> str:
+    return "/".join(map(str, option)) if isinstance(option, (tuple, list)) else str(option)
+
+
+def policy_search(qmodel: nn.Module, choices: Sequence[Any] | Mapping[str, Sequence[Any]], data, budget: float,
+                  metric: str = "gbops", samples: int = 64, rounds: int = 4, keep: int = 8, seed: int = 0,
+                  batch_size: int = 1000, progress: bool = True) -> pd.DataFrame:
+    """Search per-layer formats of a shared-weight supernet (trained with :class:`RandomFormats`)
+    under a cost budget, scoring each policy by the supernet's accuracy on ``data`` (no retraining).
+
+    ``samples`` random policies within the budget, then ``rounds`` of evolution: each of the ``keep``
+    best gets one layer changed at random, kept when it fits the budget. The form of FLIQS's search
+    (one shot on a trained supernet, Dotzel et al. 2024, https://arxiv.org/abs/2308.03290), with
+    random and evolutionary proposals in place of its reinforcement-learning controller.
+
+    Args:
+        qmodel: the trained supernet (a model from :func:`~workbench.quant.quantize`); its formats are
+            restored when the search ends.
+        choices: options for every quantized layer, or ``{layer: [options]}``, as for RandomFormats.
+        data: an :class:`~workbench.data.ImageDataset` held out from training.
+        budget: the largest cost allowed, in ``metric`` (``"gbops"`` or ``"weight_mb"``, as
+            :func:`~workbench.quant.cost` reports them for one image).
+    Returns:
+        one row per distinct policy tried: ``policy`` (``{layer: option}``), the cost, ``acc``, and
+        ``source`` (``"random"`` or ``"evolved"``), best first.
+    """
+    from ..train import evaluate
+    from .layers import cost
+
+    if metric not in ("gbops", "weight_mb"):
+        raise ValueError(f"metric is 'gbops' or 'weight_mb', got {metric!r}")
+    layers = _layers(qmodel)
+    opts = {n: list(choices.get(n, [])) for n in layers} if isinstance(choices, Mapping) else {n: list(choices) for n in layers}
+    if isinstance(choices, Mapping):
+        unknown = [n for n in choices if n not in layers]
+        if unknown:
+            raise ValueError(f"policy_search names {unknown[:4]}, which are not quantized layers")
+        opts = {n: o for n, o in opts.items() if o}
+    saved = {n: (m.wq.fmt, m.aq.fmt) for n, m in layers.items()}
+    example = data.normalize(data.images[:1])
+    gen = torch.Generator().manual_seed(seed)
+    seen: dict[tuple, dict] = {}
+
+    def price(policy) -> float:
+        set_policy(qmodel, policy)
+        return float(cost(qmodel, example).attrs[metric])
+
+    def cheapest() -> float:
+        total = 0.0
+        for n in opts:  # layers are priced one at a time: each layer's cost depends on its own option only
+            total += min(price({n: o}) for o in opts[n]) - price({n: opts[n][0]})
+        return total + price({n: v[0] for n, v in opts.items()})
+
+    def visit(policy, source) -> None:
+        key = tuple(_label(policy[n]) for n in opts)
+        if key in seen:
+            return
+        c = price(policy)
+        if c > budget:
+            return
+        acc = evaluate(qmodel, data, batch_size=batch_size)["acc"]
+        seen[key] = {"policy": dict(policy), metric: c, "acc": acc, "source": source}
+
+    try:
+        floor = cheapest()
+        if budget < floor:
+            raise ValueError(f"budget {budget:g} {metric} is below the cheapest policy ({floor:g}, every layer at its "
+                             "cheapest option); raise the budget or offer cheaper options")
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=samples + rounds * keep, desc="policy search", unit="policy")
+        for _ in range(samples):
+            for _try in range(20):  # a few redraws for a policy within the budget
+                policy = random_policy(opts, gen)
+                if price(policy) <= budget:
+                    break
+            visit(policy, "random")
+            if bar is not None:
+                bar.update(1)
+        for _ in range(rounds):
+            best = sorted(seen.values(), key=lambda r: -r["acc"])[:keep]
+            for row in best:
+                child = dict(row["policy"])
+                layer = list(opts)[int(torch.randint(len(opts), (), generator=gen))]
+                child[layer] = opts[layer][int(torch.randint(len(opts[layer]), (), generator=gen))]
+                visit(child, "evolved")
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+    finally:
+        for n, (w, a) in saved.items():
+            layers[n].wq.fmt, layers[n].aq.fmt = w, a
+            layers[n].spec = LayerSpec(w, a)
+    if not seen:
+        raise ValueError(f"no policy within the budget of {budget:g} {metric} was found in {samples} draws; "
+                         "raise the budget or draw more samples")
+    return pd.DataFrame(list(seen.values())).sort_values("acc", ascending=False, ignore_index=True)
