@@ -6,9 +6,9 @@ and per-layer sensitivity.
   Quantization*, https://arxiv.org/abs/1906.04721, section 4.2).
 * AdaQuant (Hubara et al. 2021, *Accurate Post Training Quantization With Small Calibration
   Sets*, https://arxiv.org/abs/2006.10518, eq. 2): layer by layer in forward order, minimize
-  ``|| W x - Q(W') Q(x') ||^2`` over the layer's weights, weight scales and bias, where ``x`` is the
-  float model's input to the layer and ``x'`` the quantized model's (so later layers absorb the
-  error of earlier ones).
+  ``|| W x - Q(W') Q(x') ||^2`` over the layer's weights, weight scales, bias and the quantization
+  range of its input, where ``x`` is the float model's input to the layer and ``x'`` the quantized
+  model's (so later layers absorb the error of earlier ones).
 * ZeroQ (Cai et al. 2020, https://arxiv.org/abs/2001.00281, eq. 2): inputs optimized from noise
   until every BatchNorm layer sees, in the batch, the mean and standard deviation it stored in
   training; the same paper's sensitivity of a layer to a format is the KL divergence between the
@@ -23,22 +23,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .formats import get_format
+from .formats import IntFormat, get_format
 from .layers import Quantizer, _batches, _eval_forward, _forward_all, _QuantMixin, calibrate, fold_bn, quant_layers, quantize
 
-__all__ = ["ptq", "bias_correction", "reestimate_bn", "adaquant", "distill_data", "bn_statistics", "bn_match", "sensitivity",
-           "check_calibration_data"]
+__all__ = ["ptq", "bias_correction", "reestimate_bn", "adaquant", "layer_errors", "distill_data", "bn_statistics",
+           "bn_match", "sensitivity", "check_calibration_data"]
 
 
 def ptq(model: nn.Module, config, calib: torch.Tensor, method: str = "naive", fold: bool = True,
-        act_clip: str = "minmax", weight_clip: str = "minmax", adaquant_iters: int = 200, seed: int = 0,
-        progress: bool = False) -> nn.Module:
+        act_clip: str = "minmax", weight_clip: str = "minmax", adaquant_iters: int = 200,
+        adaquant_act_range: bool = True, seed: int = 0, progress: bool = False) -> nn.Module:
     """Post-training quantization in one call: fold BatchNorm (``fold``), quantize with ``config``,
     calibrate the activation ranges on ``calib``, then correct by ``method``:
 
     * ``"naive"``: rounding to nearest, nothing more;
     * ``"bias_correction"``: each layer's mean output error removed through its bias;
-    * ``"adaquant"``: AdaQuant's layer-wise optimization of weights, scales and biases, then bias
+    * ``"adaquant"``: AdaQuant's layer-wise optimization of weights, scales, biases and (with
+      ``adaquant_act_range``) the activations' ranges, ``adaquant_iters`` steps per layer, then bias
       correction of what remains.
 
     Returns the quantized copy (``model`` is untouched), in eval mode.
@@ -55,7 +56,7 @@ def ptq(model: nn.Module, config, calib: torch.Tensor, method: str = "naive", fo
         model.train(was)
     q = calibrate(quantize(base, config, act_clip=act_clip, weight_clip=weight_clip), calib)
     if method == "adaquant":
-        adaquant(q, base, calib, iters=adaquant_iters, seed=seed, progress=progress)
+        adaquant(q, base, calib, iters=adaquant_iters, act_range=adaquant_act_range, seed=seed, progress=progress)
     if method in ("bias_correction", "adaquant"):
         bias_correction(q, base, calib)
     return q.eval()
@@ -84,33 +85,57 @@ def _qlayers(qmodel: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
+def _in_forward_order(qmodel: nn.Module, data: torch.Tensor, visit) -> None:
+    """Run ``data`` through ``qmodel`` as one batch (eval mode, no gradients) and, just before each
+    quantized layer runs for the first time, call ``visit(name, layer, x)`` with that layer's input for
+    all of ``data``. What ``visit`` changes in the layer (its bias, weights, ranges) shapes the input of
+    every later layer: one forward pass does what a pass per layer up to it would."""
+    names = {id(m): n for n, m in _qlayers(qmodel)}
+    seen: set[int] = set()
+
+    def hook(mod, args):
+        if id(mod) not in seen:
+            seen.add(id(mod))
+            visit(names[id(mod)], mod, args[0].detach())
+
+    handles = [m.register_forward_pre_hook(hook) for m in qmodel.modules() if id(m) in names]
+    was = qmodel.training
+    qmodel.eval()
+    try:
+        with torch.no_grad():
+            qmodel(data)
+    finally:
+        for h in handles:
+            h.remove()
+        qmodel.train(was)
+
+
 @torch.no_grad()
-def _inputs_of(model: nn.Module, name: str, data: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """The input tensor that module ``name`` receives for each of ``data`` (eval mode)."""
-    module = dict(model.named_modules())[name]
-    got: list[torch.Tensor] = []
+def _layer_inputs(model: nn.Module, names: list[str], data: torch.Tensor, batch_size: int) -> dict[str, torch.Tensor]:
+    """The input each module in ``names`` receives (its first call per pass) for each of ``data``, from
+    one pass over ``data`` in eval mode."""
+    modules = dict(model.named_modules())
+    got: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    batch_of: dict[str, int] = {}
+    step = [0]
 
-    def stop(mod, args):
-        got.append(args[0].detach())
-        raise _Stop
+    def hook(mod, args, name):
+        if batch_of.get(name) != step[0]:
+            batch_of[name] = step[0]
+            got[name].append(args[0].detach())
 
-    h = module.register_forward_pre_hook(stop)
+    handles = [modules[n].register_forward_pre_hook(lambda m, a, n=n: hook(m, a, n)) for n in names]
     was = model.training
     model.eval()
     try:
-        for x in _batches(data, batch_size):
-            try:
-                model(x)
-            except _Stop:
-                pass
+        for i, x in enumerate(_batches(data, batch_size)):
+            step[0] = i
+            model(x)
     finally:
-        h.remove()
+        for h in handles:
+            h.remove()
         model.train(was)
-    return torch.cat(got)
-
-
-class _Stop(Exception):
-    """Ends a forward pass once the wanted input has been seen."""
+    return {n: torch.cat(v) for n, v in got.items() if v}
 
 
 def _float_forward(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -128,16 +153,23 @@ def _ensure_bias(layer: nn.Module) -> None:
 @torch.no_grad()
 def bias_correction(qmodel: nn.Module, float_model: nn.Module, data: torch.Tensor, batch_size: int = 256) -> nn.Module:
     """Correct each quantized layer's bias (in place, forward order) so that its mean output per
-    channel on ``data`` equals the float layer's on the same input. Returns ``qmodel``."""
+    channel on ``data`` equals the float layer's on the same input. Returns ``qmodel``.
+
+    ``data`` goes through ``qmodel`` once, as one batch; ``batch_size`` bounds the slices in which
+    each layer's two outputs are compared."""
     check_calibration_data(qmodel, data, 8)
     floats = dict(float_model.named_modules())
-    for name, layer in _qlayers(qmodel):
-        x = _inputs_of(qmodel, name, data, batch_size)
-        ref = _float_forward(floats[name], x)
-        out = layer(x)
-        dims = [0] + list(range(2, out.ndim))
+
+    def correct(name: str, layer: nn.Module, x: torch.Tensor) -> None:
+        total, count = 0.0, 0
+        for xb in _batches(x, batch_size):
+            diff = _float_forward(floats[name], xb) - layer(xb)  # [batch, channels, ...]
+            total = total + diff.sum([0] + list(range(2, diff.ndim)))
+            count += diff.numel() // diff.shape[1]
         _ensure_bias(layer)
-        layer.bias += (ref - out).mean(dims)
+        layer.bias += total / count
+
+    _in_forward_order(qmodel, data, correct)
     return qmodel
 
 
@@ -167,62 +199,149 @@ def reestimate_bn(model: nn.Module, data, batches: int | None = None, batch_size
 
 
 def adaquant(qmodel: nn.Module, float_model: nn.Module, data: torch.Tensor, iters: int = 200, lr: float = 1e-3,
-             batch_size: int = 64, seed: int = 0, progress: bool = False) -> nn.Module:
-    """AdaQuant: layer by layer, optimize weights, weight scales and bias of ``qmodel`` (in place) so that
-    each quantized layer reproduces the float layer's output (see the module docstring).
+             batch_size: int = 64, seed: int = 0, act_range: bool = True, act_lr: float = 1e-2,
+             progress: bool = False) -> nn.Module:
+    """AdaQuant: layer by layer, optimize weights, weight scales, bias and (``act_range``) the range of
+    the input's quantizer of ``qmodel`` (in place) so that each quantized layer reproduces the float
+    layer's output (see the module docstring).
 
     Args:
         data: calibration inputs ``[n, c, h, w]``, at least 16 (the paper: 100 to 1,000 images).
         iters: Adam steps per layer, each on a random ``batch_size`` slice of the calibration set.
+        lr: Adam's step size for weights, weight scales and bias.
+        act_range: also learn the clipping range ``[lo, hi]`` of each layer's integer input quantizer
+            (the paper's quantization step of the activations), as factors of the calibrated ends with
+            step size ``act_lr``; the rounding passes gradients as in LSQ (Esser et al. 2020), so that a
+            narrower range trades clipping error against rounding error.
     Returns:
         ``qmodel``, with fixed (no longer per-call) weight scales.
     """
     check_calibration_data(qmodel, data, 16, "AdaQuant's calibration")
     floats = dict(float_model.named_modules())
-    gen = torch.Generator().manual_seed(seed)
     layers = _qlayers(qmodel)
+    float_inputs = _layer_inputs(float_model, [n for n, _ in layers], data, 256)  # one pass of the float model
+    gen = torch.Generator().manual_seed(seed)
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(layers), desc="AdaQuant", unit="layer")
-    for name, layer in layers:
-        x_q = _inputs_of(qmodel, name, data, 256)
+
+    def fit(name: str, layer: nn.Module, x_q: torch.Tensor) -> None:
         with torch.no_grad():
-            target = _float_forward(floats[name], _inputs_of(float_model, name, data, 256))
-        wq: Quantizer = layer.wq
-        trainable = [layer.weight]
-        if wq.fmt is not None and hasattr(wq.fmt, "qmin"):
-            scale, _ = wq.weight_scale(layer.weight)
-            wq.fix_scale(scale, learnable=True)
-            trainable.append(wq.scale)
-        _ensure_bias(layer)
-        trainable.append(layer.bias)
-        flags = [p.requires_grad for p in trainable]
-        for p in trainable:
-            p.requires_grad_(True)
-        opt = torch.optim.Adam(trainable, lr=lr)
-        was = layer.training
-        layer.eval()
-        for _ in range(iters):
-            idx = torch.randint(len(x_q), (min(batch_size, len(x_q)),), generator=gen)
-            loss = F.mse_loss(layer(x_q[idx]), target[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if isinstance(wq.scale, nn.Parameter):
+            target = _float_forward(floats[name], float_inputs.pop(name))
+        loss = _fit_layer(layer, x_q, target, iters, lr, batch_size, gen, act_range, act_lr)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(layer=name, mse=f"{loss:.2e}")
+
+    try:
+        _in_forward_order(qmodel, data, fit)
+    finally:
+        if bar is not None:
+            bar.close()
+    return qmodel
+
+
+def _learned_act_quant(fmt: IntFormat, lo: torch.Tensor, hi: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``Quantizer.quantize_act`` for the range ``[lo, hi]``, differentiable in ``lo`` and ``hi``: the
+    same values, with straight-through rounding of the input and of the zero point (LSQ's gradient)."""
+    lo, hi = lo.clamp(max=0), hi.clamp(min=0)  # as scale_for_range: the range holds zero
+    if fmt.symmetric:
+        s, z = (torch.maximum(-lo, hi) / fmt.qmax).clamp_min(1e-8), 0.0
+    else:
+        s = ((hi - lo) / (fmt.qmax - fmt.qmin)).clamp_min(1e-8)
+        z = fmt.qmin - lo / s
+        z = (z + (torch.round(z) - z).detach()).clamp(fmt.qmin, fmt.qmax)
+    v = torch.clamp(x * (1.0 / s) + z, fmt.qmin, fmt.qmax)  # the reciprocal, as Quantizer's kernels
+    return (v + (torch.round(v) - v).detach() - z) * s
+
+
+def _fit_layer(layer: nn.Module, x_q: torch.Tensor, target: torch.Tensor, iters: int, lr: float, batch_size: int,
+               gen: torch.Generator, act_range: bool, act_lr: float) -> float:
+    """AdaQuant's optimization of one layer (in place); returns the last step's loss."""
+    wq: Quantizer = layer.wq
+    aq: Quantizer = layer.aq
+    trainable = [layer.weight]
+    if wq.fmt is not None and hasattr(wq.fmt, "qmin"):
+        scale, _ = wq.weight_scale(layer.weight)
+        wq.fix_scale(scale, learnable=True)
+        trainable.append(wq.scale)
+    _ensure_bias(layer)
+    trainable.append(layer.bias)
+    groups = [{"params": trainable, "lr": lr}]
+    learn_range = act_range and aq.enabled and isinstance(aq.fmt, IntFormat) and bool(aq.initialized)
+    if learn_range:
+        lo0, hi0 = aq.lo.detach().clone(), aq.hi.detach().clone()
+        factors = nn.Parameter(torch.ones(2, device=lo0.device))  # lo = lo0 * f[0], hi = hi0 * f[1]
+        groups.append({"params": [factors], "lr": act_lr})
+        quant_in = lambda x: _learned_act_quant(aq.fmt, lo0 * factors[0], hi0 * factors[1], x)  # noqa: E731
+    else:
+        with torch.no_grad():
+            x_q = aq(x_q)  # fixed ranges: the quantized input once, not at every step
+        quant_in = lambda x: x  # noqa: E731
+    flags = [p.requires_grad for p in trainable]
+    for p in trainable:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(groups)
+    loss = torch.zeros(())
+    try:
+        with torch.enable_grad():
+            for _ in range(iters):
+                idx = torch.randint(len(x_q), (min(batch_size, len(x_q)),), generator=gen)
+                loss = F.mse_loss(_float_forward(layer, quant_in(x_q[idx]), wq(layer.weight)), target[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
                 with torch.no_grad():
-                    wq.scale.clamp_(min=1e-8)
-        layer.train(was)
+                    if isinstance(wq.scale, nn.Parameter):
+                        wq.scale.clamp_(min=1e-8)
+                    if learn_range:
+                        factors.clamp_(min=1e-3)
+    finally:
         for p, f in zip(trainable, flags):
             p.requires_grad_(f)
         if isinstance(wq.scale, nn.Parameter):
             wq.fix_scale(wq.scale.detach(), learnable=False)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(layer=name, mse=f"{float(loss):.2e}")
-    if bar is not None:
-        bar.close()
-    return qmodel
+        if learn_range:
+            with torch.no_grad():
+                aq.lo.copy_((lo0 * factors[0]).clamp(max=0)), aq.hi.copy_((hi0 * factors[1]).clamp(min=0))
+    return float(loss)
+
+
+@torch.no_grad()
+def layer_errors(qmodel: nn.Module, float_model: nn.Module, data: torch.Tensor, batch_size: int = 64) -> pd.DataFrame:
+    """How far each quantized layer's output lies from the float model's same layer, each model run on
+    ``data`` from the start (so the error a layer shows includes what reached it from earlier layers):
+    ``sum (y_q - y)^2 / sum y^2`` over ``data``. Columns ``layer, depth, rel_error``, in forward order."""
+    check_calibration_data(qmodel, data, 1, "layer_errors")
+    names = [n for n, _ in _qlayers(qmodel)]
+    modules = {"q": dict(qmodel.named_modules()), "f": dict(float_model.named_modules())}
+    missing = [n for n in names if n not in modules["f"]]
+    if missing:
+        raise ValueError(f"float_model has no layer {missing[0]!r}: pass the float model qmodel was made from "
+                         "(after fold_bn, when ptq folded BatchNorm)")
+    err = dict.fromkeys(names, 0.0)
+    ref = dict.fromkeys(names, 0.0)
+    outs: dict[str, dict[str, torch.Tensor]] = {"q": {}, "f": {}}
+    handles = [modules[k][n].register_forward_hook(lambda m, a, o, k=k, n=n: outs[k].setdefault(n, o))
+               for k in ("q", "f") for n in names]
+    was = qmodel.training, float_model.training
+    qmodel.eval(), float_model.eval()
+    order: list[str] = []
+    try:
+        for x in _batches(data, batch_size):
+            outs["q"].clear(), outs["f"].clear()
+            qmodel(x), float_model(x)
+            order = order or [n for n in outs["q"] if n in outs["f"]]  # the order the layers ran in
+            for n in order:
+                err[n] += float((outs["q"][n] - outs["f"][n]).pow(2).sum())
+                ref[n] += float(outs["f"][n].pow(2).sum())
+    finally:
+        for h in handles:
+            h.remove()
+        qmodel.train(was[0]), float_model.train(was[1])
+    return pd.DataFrame({"layer": order, "depth": range(len(order)),
+                         "rel_error": [err[n] / max(ref[n], 1e-30) for n in order]})
 
 
 def bn_statistics(model: nn.Module) -> list[tuple[str, nn.Module]]:
