@@ -17,7 +17,11 @@ WRONG = {
                            "drops -2\\^\\(bits-1\\)"),
     "ternary_quantize": (lambda w, r: torch.round(w / (w.abs().mean() if r == "absmean" else w.abs().median())) *
                          (w.abs().mean() if r == "absmean" else w.abs().median()), "clamp the rounded"),
+    "pareto_mask": (lambda c, a: [not any(c2 <= x and a2 >= y for j, (c2, a2) in enumerate(zip(c, a)) if j != i)
+                                  for i, (x, y) in enumerate(zip(c, a))], "strictly better"),
     "blocks_per_stage": (lambda d: (d - 2) // 2, "two and there are three stages"),
+    "best_allocation": (lambda loss, size, budget: [min(range(len(r)), key=r.__getitem__) for r in loss],
+                        "budget ties the layers"),
     "bn_only_parameters": (lambda m: ref.bn_only_parameters(m) | {"fc.weight", "fc.bias"}, "output layer"),
     "linear_cka": (_uncentered_cka, "center each feature"),
     "guide_layer_mapping": (lambda t, g: [min(t - 1, (i + 1) * t // g) for i in range(g)], "expected"),

@@ -60,6 +60,13 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise("ternary_quantize", "07_bitnet_b158_small.ipynb",
              "Write ternary_quantize(w, rule) -> tensor: BitNet b1.58's weights, gamma * clamp(round(w / (gamma + 1e-5)), -1, 1), "
              "where gamma is the mean of |w| (rule 'absmean') or its median (rule 'median').", _checks.ternary_quantize),
+    Exercise("pareto_mask", "08_pareto_4bit.ipynb",
+             "Write pareto_mask(cost, acc) -> list of booleans: True where no other model has a cost as low or lower "
+             "and an accuracy as high or higher, with one of the two strictly better.", _checks.pareto_mask),
+    Exercise("best_allocation", "09_adaquant_ilp.ipynb",
+             "Write best_allocation(loss, size, budget) -> list of option indices, one per layer: the choice with the "
+             "smallest summed loss[i][j] whose summed size[i][j] is at most budget (every combination tried).",
+             _checks.best_allocation),
 ]}
 
 

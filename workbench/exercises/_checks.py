@@ -176,3 +176,72 @@ def ternary_quantize(fn) -> str | None:
             return "rule 'median' takes gamma = median of |w|, not the mean"
         return f"rule {rule!r}: the values differ from gamma * clamp(round(w / (gamma + 1e-5)), -1, 1)"
     return None
+
+
+def pareto_mask(fn) -> str | None:
+    cases = [([1, 2, 2, 3, 4], [0.5, 0.7, 0.6, 0.7, 0.9]),     # a tie in cost, a tie in accuracy
+             ([3.0, 1.0, 2.0], [0.9, 0.5, 0.5]),               # unsorted; the same accuracy at a higher cost
+             ([1.0, 1.0], [0.5, 0.5])]                         # two equal models: neither beats the other
+    for cost, acc in cases:
+        got, want = fn(list(cost), list(acc)), ref.pareto_mask(cost, acc)
+        if not isinstance(got, (list, tuple)) or len(got) != len(cost):
+            return f"return one boolean per model ({len(cost)} here), got {got!r}"
+        got = [bool(g) for g in got]
+        if got == want:
+            continue
+        strict = [not any(c2 <= c and a2 >= a for j, (c2, a2) in enumerate(zip(cost, acc)) if j != i)
+                  for i, (c, a) in enumerate(zip(cost, acc))]
+        if got == strict:
+            return ("a model whose twin has the same cost and accuracy is not beaten by it: the other model must be "
+                    "strictly better in cost or in accuracy")
+        return f"pareto_mask({cost}, {acc}) returned {got}, expected {want}"
+    return None
+
+
+def _allocation_cases():
+    """Small loss / size tables: more bits cost more and lose less; the last case's best choice fills
+    the budget exactly."""
+    import random
+
+    rng = random.Random(0)
+    cases = []
+    for n_layers in (2, 3, 4, 4):
+        params = [rng.choice([10, 20, 40, 80]) for _ in range(n_layers)]
+        size = [[p * b for b in (2, 4, 8)] for p in params]
+        loss = [sorted((round(rng.uniform(0, 1) * w, 4) for _ in range(3)), reverse=True)
+                for w in (rng.uniform(0.5, 3) for _ in range(n_layers))]
+        lo, hi = sum(r[0] for r in size), sum(r[-1] for r in size)
+        cases.append((loss, size, lo + rng.uniform(0.2, 0.6) * (hi - lo)))
+    cases.append(([[3.0, 1.0, 0.0], [2.0, 1.5, 0.0]], [[2, 4, 8], [2, 4, 8]], 8))  # 4 + 4 = 8 fits exactly
+    return cases
+
+
+def best_allocation(fn) -> str | None:
+    import itertools
+
+    for loss, size, budget in _allocation_cases():
+        got = fn([list(r) for r in loss], [list(r) for r in size], budget)
+        want = ref.best_allocation(loss, size, budget)
+        if not isinstance(got, (list, tuple)) or len(got) != len(loss) or \
+                not all(isinstance(j, int) and 0 <= j < len(loss[i]) for i, j in enumerate(got)):
+            return f"return one option index per layer ({len(loss)} here, each 0..{len(loss[0]) - 1}), got {got!r}"
+        got = list(got)
+        cost = sum(size[i][j] for i, j in enumerate(got))
+        total, best = (sum(loss[i][j] for i, j in enumerate(c)) for c in (got, want))
+        if cost > budget:
+            alone = [min(range(len(r)), key=r.__getitem__) for r in loss]
+            hint = (": that is each layer's best option on its own; the budget ties the layers together" if got == alone
+                    else "")
+            return f"your choice {got} has size {cost}, over the budget {budget:g}{hint}"
+        if total <= best + 1e-12:
+            continue
+        strict = [c for c in itertools.product(*(range(len(r)) for r in loss))
+                  if sum(size[i][j] for i, j in enumerate(c)) < budget]
+        if strict and math.isclose(total, min(sum(loss[i][j] for i, j in enumerate(c)) for c in strict)):
+            return (f"a choice whose size equals the budget ({budget:g}) is allowed: keep those with size <= budget, "
+                    f"not < (the best here is {want})")
+        if cost == sum(min(r) for r in size):
+            return "minimize the summed loss; the size only has to fit the budget (you chose the smallest model)"
+        return (f"your choice {got} fits (size {cost}) but its summed loss is {total:.4f}; {want} reaches {best:.4f}: "
+                "try every combination (itertools.product) and keep the best that fits")
+    return None

@@ -61,3 +61,23 @@ def ternary_quantize(w: torch.Tensor, rule: str) -> torch.Tensor:
     a = w.abs()
     gamma = a.mean() if rule == "absmean" else a.median()
     return torch.clamp(torch.round(w / (gamma + 1e-5)), -1, 1) * gamma
+
+
+def pareto_mask(cost, acc) -> list[bool]:
+    out = []
+    for c, a in zip(cost, acc):
+        beaten = any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2 in zip(cost, acc))
+        out.append(not beaten)
+    return out
+
+
+def best_allocation(loss, size, budget) -> list[int]:
+    import itertools
+
+    best, pick = None, None
+    for combo in itertools.product(*(range(len(row)) for row in loss)):
+        if sum(size[i][j] for i, j in enumerate(combo)) <= budget:
+            total = sum(loss[i][j] for i, j in enumerate(combo))
+            if best is None or total < best:
+                best, pick = total, list(combo)
+    return pick
