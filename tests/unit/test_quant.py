@@ -14,6 +14,8 @@ from torch import nn
 import workbench as wb
 from workbench import quant as Q
 
+from ._models import resnet8_with_statistics
+
 
 def _x(seed=0, shape=(64, 8, 3, 3), scale=3.0):
     g = torch.Generator().manual_seed(seed)
@@ -125,13 +127,7 @@ def test_list_formats_all_parse():
 # -- layers and quantize ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def resnet():
-    torch.manual_seed(0)
-    m = wb.create_model("resnet8").eval()
-    for b in m.modules():  # non-trivial statistics, as after training
-        if isinstance(b, nn.BatchNorm2d):
-            b.running_mean.normal_(0, 0.1), b.running_var.uniform_(0.5, 2.0)
-            b.weight.data.uniform_(0.5, 1.5), b.bias.data.normal_(0, 0.1)
-    return m
+    return resnet8_with_statistics()
 
 
 def test_quantize_copies_and_configures(resnet):

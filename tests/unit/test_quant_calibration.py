@@ -13,16 +13,12 @@ import workbench as wb
 from workbench import quant as Q
 from workbench.quant.ptq import _learned_act_quant
 
+from ._models import resnet8_with_statistics
+
 
 @pytest.fixture(scope="module")
 def folded():
-    torch.manual_seed(0)
-    m = wb.create_model("resnet8").eval()
-    for b in m.modules():  # non-trivial statistics, as after training
-        if isinstance(b, nn.BatchNorm2d):
-            b.running_mean.normal_(0, 0.1), b.running_var.uniform_(0.5, 2.0)
-            b.weight.data.uniform_(0.5, 1.5), b.bias.data.normal_(0, 0.1)
-    return Q.fold_bn(m)
+    return Q.fold_bn(resnet8_with_statistics())
 
 
 def _x(n=48, seed=0):

@@ -98,16 +98,7 @@ def _in_forward_order(qmodel: nn.Module, data: torch.Tensor, visit) -> None:
             seen.add(id(mod))
             visit(names[id(mod)], mod, args[0].detach())
 
-    handles = [m.register_forward_pre_hook(hook) for m in qmodel.modules() if id(m) in names]
-    was = qmodel.training
-    qmodel.eval()
-    try:
-        with torch.no_grad():
-            qmodel(data)
-    finally:
-        for h in handles:
-            h.remove()
-        qmodel.train(was)
+    _eval_forward(qmodel, data, [m.register_forward_pre_hook(hook) for m in qmodel.modules() if id(m) in names])
 
 
 @torch.no_grad()
