@@ -54,6 +54,35 @@ def get_policy(qmodel: nn.Module) -> dict[str, tuple[str, str]]:
             for n, m in _layers(qmodel).items()}
 
 
+def _resolve_choices(layers: Mapping[str, nn.Module], choices, who: str) -> dict[str, list[Any]]:
+    """``{layer: [options]}`` from one list for every layer or a dict by layer; every name checked now,
+    not mid-training."""
+    if isinstance(choices, Mapping):
+        unknown = [n for n in choices if n not in layers]
+        if unknown:
+            raise ValueError(f"{who} names {unknown[:4]}, which are not quantized layers")
+        out = {n: list(v) for n, v in choices.items()}
+    else:
+        out = {n: list(choices) for n in layers}
+    for n, opts in out.items():
+        if not opts:
+            raise ValueError(f"{who}: layer {n!r} has no options")
+        for o in opts:
+            for f in (o if isinstance(o, (tuple, list)) else (o,)):
+                get_format(f)
+    return out
+
+
+def _formats(qmodel: nn.Module, names) -> dict[str, tuple[Any, Any]]:
+    layers = _layers(qmodel)
+    return {n: (layers[n].wq.fmt, layers[n].aq.fmt) for n in names}
+
+
+def _restore(qmodel: nn.Module, saved: Mapping[str, tuple[Any, Any]]) -> None:
+    """Give each layer back the (weight, activation) formats of :func:`_formats`."""
+    set_policy(qmodel, {n: (w, a) for n, (w, a) in saved.items()})
+
+
 def random_policy(choices: Mapping[str, Sequence[Any]], generator: torch.Generator) -> dict[str, Any]:
     """One draw: for each layer, one of its choices, uniformly."""
     return {n: opts[int(torch.randint(len(opts), (), generator=generator))] for n, opts in choices.items()}
@@ -77,30 +106,14 @@ class RandomFormats(Algorithm):
         self._saved: dict[str, tuple[Any, Any]] = {}
 
     def on_init(self, state: State) -> None:
-        layers = _layers(state.model)
-        if isinstance(self.choices_arg, Mapping):
-            unknown = [n for n in self.choices_arg if n not in layers]
-            if unknown:
-                raise ValueError(f"RandomFormats names {unknown[:4]}, which are not quantized layers")
-            self.choices = {n: list(v) for n, v in self.choices_arg.items()}
-        else:
-            self.choices = {n: list(self.choices_arg) for n in layers}
-        for n, opts in self.choices.items():
-            if not opts:
-                raise ValueError(f"RandomFormats: layer {n!r} has no options")
-            for o in opts:  # fail now on a bad name, not mid-training
-                for f in (o if isinstance(o, (tuple, list)) else (o,)):
-                    get_format(f)
-        self._saved = {n: (layers[n].wq.fmt, layers[n].aq.fmt) for n in self.choices}
+        self.choices = _resolve_choices(_layers(state.model), self.choices_arg, "RandomFormats")
+        self._saved = _formats(state.model, self.choices)
 
     def on_batch_loaded(self, state: State) -> None:
         set_policy(state.model, random_policy(self.choices, self.gen))
 
     def on_fit_end(self, state: State) -> None:
-        layers = _layers(state.model)
-        for n, (w, a) in self._saved.items():
-            layers[n].wq.fmt, layers[n].aq.fmt = w, a
-            layers[n].spec = LayerSpec(w, a)
+        _restore(state.model, self._saved)
 
     def state_dict(self) -> dict[str, Any]:
         return {"gen": self.gen.get_state()}
@@ -140,14 +153,8 @@ def policy_search(qmodel: nn.Module, choices: Sequence[Any] | Mapping[str, Seque
 
     if metric not in ("gbops", "weight_mb"):
         raise ValueError(f"metric is 'gbops' or 'weight_mb', got {metric!r}")
-    layers = _layers(qmodel)
-    opts = {n: list(choices.get(n, [])) for n in layers} if isinstance(choices, Mapping) else {n: list(choices) for n in layers}
-    if isinstance(choices, Mapping):
-        unknown = [n for n in choices if n not in layers]
-        if unknown:
-            raise ValueError(f"policy_search names {unknown[:4]}, which are not quantized layers")
-        opts = {n: o for n, o in opts.items() if o}
-    saved = {n: (m.wq.fmt, m.aq.fmt) for n, m in layers.items()}
+    opts = _resolve_choices(_layers(qmodel), choices, "policy_search")
+    saved = _formats(qmodel, opts)
     example = data.normalize(data.images[:1])
     gen = torch.Generator().manual_seed(seed)
     seen: dict[tuple, dict] = {}
@@ -162,11 +169,11 @@ def policy_search(qmodel: nn.Module, choices: Sequence[Any] | Mapping[str, Seque
             total += min(price({n: o}) for o in opts[n]) - price({n: opts[n][0]})
         return total + price({n: v[0] for n, v in opts.items()})
 
-    def visit(policy, source) -> None:
+    def visit(policy, source, c: float | None = None) -> None:
         key = tuple(_label(policy[n]) for n in opts)
         if key in seen:
             return
-        c = price(policy)
+        c = price(policy) if c is None else c  # a price known already leaves the policy set on the model
         if c > budget:
             return
         acc = evaluate(qmodel, data, batch_size=batch_size)["acc"]
@@ -184,9 +191,10 @@ def policy_search(qmodel: nn.Module, choices: Sequence[Any] | Mapping[str, Seque
         for _ in range(samples):
             for _try in range(20):  # a few redraws for a policy within the budget
                 policy = random_policy(opts, gen)
-                if price(policy) <= budget:
+                c = price(policy)
+                if c <= budget:
                     break
-            visit(policy, "random")
+            visit(policy, "random", c)
             if bar is not None:
                 bar.update(1)
         for _ in range(rounds):
@@ -201,9 +209,7 @@ def policy_search(qmodel: nn.Module, choices: Sequence[Any] | Mapping[str, Seque
         if bar is not None:
             bar.close()
     finally:
-        for n, (w, a) in saved.items():
-            layers[n].wq.fmt, layers[n].aq.fmt = w, a
-            layers[n].spec = LayerSpec(w, a)
+        _restore(qmodel, saved)
     if not seen:
         raise ValueError(f"no policy within the budget of {budget:g} {metric} was found in {samples} draws; "
                          "raise the budget or draw more samples")

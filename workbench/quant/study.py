@@ -2,7 +2,6 @@
 formats (BitNet b1.58, Pareto-optimal bit widths) and the ternary scales a layer would use."""
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from ..data import ImageDataset
-from ..train import TrainResult, train_model
+from ..train import TrainResult, model_fingerprint, train_model
 from .formats import TernaryFormat
 from .layers import QAT, cost, quant_layers, resolve_config
 
@@ -63,20 +62,19 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
     if finetune is not None and ("algorithms" in finetune or "algorithms" in fit_kwargs):
         raise ValueError("qat_compare adds the QAT algorithm itself; pass no algorithms= to it")
     grid = [(v, c, s) for v in variants for c in configs for s in seeds]
-    rows, runs = [], {}
+    rows, runs, starts = [], {}, {}
     bar = tqdm(grid, desc="runs", disable=not progress)
     for variant, config, seed in bar:
         bar.set_postfix(variant=variant, config=config, seed=seed)
         algorithms = [] if configs[config] == FLOAT else [QAT(configs[config])]
-        start = {}
-        if finetune is not None:  # every config continues from one float run (itself cached)
+        if finetune is not None and (variant, seed) not in starts:  # one float run (cached) per variant and seed
             base = train_model(name, train, test, model_kwargs=dict(variants[variant]), seed=seed,
-                               progress=False, **fit_kwargs)
-            start = dict(setup=_load_weights(base.model.state_dict()),
-                         setup_key=("from float weights", _digest(base.model.state_dict())),
-                         **{**fit_kwargs, **finetune})
+                               progress=False, **fit_kwargs).model
+            starts[(variant, seed)] = dict(setup=_load_weights(base.state_dict()),
+                                           setup_key=("from float weights", model_fingerprint(base)),
+                                           **{**fit_kwargs, **finetune})
         res = train_model(name, train, test, model_kwargs=dict(variants[variant]), seed=seed,
-                          algorithms=algorithms, progress=False, **(start or fit_kwargs))
+                          algorithms=algorithms, progress=False, **starts.get((variant, seed), fit_kwargs))
         c = cost(res.model, train.normalize(train.images[:1]))
         rows.append({"variant": variant, "config": config, "seed": seed,
                      "params": sum(p.numel() for p in res.model.parameters()),
@@ -91,15 +89,6 @@ def _load_weights(state: Mapping[str, torch.Tensor]):
         model.load_state_dict(state)
         return {}
     return setup
-
-
-def _digest(state: Mapping[str, torch.Tensor]) -> str:
-    """A content hash of a state dict: the cache key of "starts from these weights"."""
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 @torch.no_grad()
