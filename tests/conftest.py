@@ -15,7 +15,7 @@ if "WORKBENCH_DATA_DIR" not in os.environ and MIRROR.is_dir():
     os.environ["WORKBENCH_DATA_DIR"] = str(MIRROR)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(int(os.environ.get("WORKBENCH_THREADS", 0)) or min(2, os.cpu_count() or 1))  # WORKBENCH_THREADS: beside other work
 
 
 @pytest.fixture(scope="session", autouse=True)

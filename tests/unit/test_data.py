@@ -154,3 +154,20 @@ def test_to_uint8_inverts_normalize():
     assert s.dtype == torch.uint8 and int(s[0].min()) == 0 and int(s[0].max()) == 255
     with pytest.raises(ValueError, match="float inputs"):
         ds.to_uint8(ds.images)
+
+
+def test_subset_offset_holds_out_a_disjoint_set():
+    n = 300
+    images = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
+    images[:, 0, 0, 0], images[:, 0, 0, 1] = torch.arange(n) // 256, torch.arange(n) % 256  # image i encodes i
+    ds = ImageDataset(images, torch.zeros(n, dtype=torch.int64), ["a"])
+
+    def ids(d):
+        return set((d.images[:, 0, 0, 0].long() * 256 + d.images[:, 0, 0, 1].long()).tolist())
+
+    train, val = ds.subset(200, seed=5), ds.subset(60, seed=5, offset=200)
+    assert len(val) == 60 and not ids(train) & ids(val)
+    assert ids(ds.subset(None, seed=5, offset=200)) == set(range(n)) - ids(train)  # the rest, all of it
+    assert ids(ds.subset(260, seed=5)) == ids(train) | ids(val)  # the same random order, continued
+    with pytest.raises(ValueError, match="offset"):
+        ds.subset(10, seed=5, offset=n)

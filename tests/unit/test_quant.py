@@ -371,7 +371,7 @@ def test_policy_search_within_budget_consistent_and_restoring():
     budget = (gb["int2_pc"] + gb["int8_pc"]) / 2
     found = Q.policy_search(q, menu, data, budget, samples=12, rounds=2, keep=3, progress=False)
     assert Q.get_policy(q) == before  # the supernet's formats come back
-    assert len(found) >= 2 and set(found.source) <= {"random", "evolved"} and (found.gbops <= budget).all()
+    assert len(found) >= 2 and set(found.source) <= {"uniform", "random", "evolved"} and (found.gbops <= budget).all()
     assert found.acc.is_monotonic_decreasing
     for _, row in found.head(3).iterrows():  # each row's cost and accuracy are the policy's own
         Q.set_policy(q, row.policy)
@@ -379,11 +379,40 @@ def test_policy_search_within_budget_consistent_and_restoring():
         assert wb.evaluate(q, data)["acc"] == pytest.approx(row.acc, abs=1e-9)
     Q.set_policy(q, before)
     # the budget of uniform 8-bit admits every policy; one below uniform 2-bit admits none
-    assert len(Q.policy_search(q, menu, data, gb["int8_pc"], samples=4, rounds=0, progress=False)) == 4
+    loose = Q.policy_search(q, menu, data, gb["int8_pc"], samples=4, rounds=0, progress=False)
+    assert (loose.source == "uniform").sum() == 3 and len(loose) >= 5  # every uniform policy fits, and the draws
+    assert (found.source == "uniform").sum() == 2  # uniform 2- and 4-bit fit the tighter budget, 8-bit does not
     with pytest.raises(ValueError, match="below the cheapest policy"):
         Q.policy_search(q, menu, data, gb["int2_pc"] * 0.999, samples=4, progress=False)
     with pytest.raises(ValueError, match="not quantized layers"):
         Q.policy_search(q, {"nope": menu}, data, budget, progress=False)
+
+
+def test_policy_search_repairs_proposals_over_a_tight_budget():
+    data = wb.data.load("shapes", "test", subset=64)
+    torch.manual_seed(0)
+    q = Q.calibrate(Q.quantize(wb.create_model("resnet8", width=8), "w8a8"), data.normalize(data.images[:32]))
+    menu = [("int2_pc", "uint4_asym"), ("int4_pc", "uint4_asym"), ("int8_pc", "uint8_asym")]
+    names = list(Q.get_policy(q))
+    budget = Q.cost(Q.set_policy(q, dict.fromkeys(names, menu[1]))).attrs["gbops"]  # uniform W4A4
+    found = Q.policy_search(q, menu, data, budget, samples=16, rounds=1, keep=4, progress=False)
+    # almost no uniform draw over three options fits, yet every proposal is kept, repaired into the budget
+    assert len(found) >= 16 and (found.gbops <= budget * (1 + 1e-12)).all()
+    assert any(("int8_pc", "uint8_asym") in p.values() for p in found.policy)  # a mix, not only cheap options
+    for _, row in found.head(2).iterrows():
+        assert Q.cost(Q.set_policy(q, row.policy)).attrs["gbops"] == pytest.approx(row.gbops, rel=1e-12)
+
+
+def test_train_supernet_starts_from_the_float_weights():
+    train = wb.data.load("shapes", "train", subset=64)
+    torch.manual_seed(0)
+    start = wb.create_model("resnet8", width=8, num_classes=train.num_classes)
+    with torch.no_grad():  # not the initialization train_model would draw with the same seed
+        start.fc.weight.add_(1.0)
+    res = Q.train_supernet("resnet8", start, train, None, ["int4_pc", "fp4_e2m1"], config="w8a8",
+                           model_kwargs={"width": 8}, epochs=1, lr=1e-9, batch_size=32)
+    assert isinstance(res.model.fc, Q.QuantLinear) and Q.get_policy(res.model)["fc"] == ("int8_pc", "uint8_asym")
+    assert torch.allclose(res.model.fc.weight, start.fc.weight, atol=1e-6)  # steps of 1e-9: the start's weights
 
 
 def test_qat_algorithm_trains_caches_and_rebuilds():
@@ -468,3 +497,32 @@ def test_ternary_scales_by_hand():
     assert s["zeros_median"] == pytest.approx(1 / 8)
     with pytest.raises(ValueError, match="no Conv2d or Linear"):
         Q.ternary_scales(nn.Sequential(nn.ReLU()))
+
+
+def test_hypervolume_exact_and_against_a_grid():
+    df = pd.DataFrame({"mb": [2.0, 1.0, 3.0, 1.0, 5.0], "acc": [0.7, 0.5, 0.6, 0.5, 0.9]})
+    assert Q.hypervolume(df, "mb", "acc", 4.0) == pytest.approx(1 * 0.5 + 2 * 0.7)  # by hand: two strips
+    rng = np.random.default_rng(0)
+    pts = pd.DataFrame({"mb": rng.uniform(0, 1, 12), "acc": rng.uniform(0, 1, 12)})
+    grid = np.linspace(0, 1, 801)[:-1] + 1 / 1600  # midpoints: the area below the front's staircase
+    height = [pts.acc[pts.mb <= x].max() if (pts.mb <= x).any() else 0.0 for x in grid]
+    assert Q.hypervolume(pts, "mb", "acc", 1.0) == pytest.approx(np.mean(height), abs=2e-3)
+    with pytest.raises(ValueError, match="no column"):
+        Q.hypervolume(df, "size", "acc", 4.0)
+
+
+def test_clipped_ste_matches_the_clamp_formulation_values_and_gradients():
+    from workbench.quant.layers import clipped_ste
+
+    lo, hi = torch.tensor([-1.0, -0.5]).view(2, 1), torch.tensor([1.0, 0.5]).view(2, 1)
+    x = torch.tensor([[-2.0, -1.0, -0.3, 0.0, 1.0, 3.0], [-0.5, 0.25, 0.5, 0.7, -0.6, 0.1]], requires_grad=True)
+    q = torch.clamp(torch.round(x.detach() * 4) / 4, lo, hi)
+    g = torch.arange(12.0).view(2, 6) + 1
+    ours = clipped_ste(x, q, lo, hi)
+    (ours * g).sum().backward()
+    grad, x.grad = x.grad.clone(), None
+    ref = Q.ste_round(torch.minimum(torch.maximum(x, lo), hi), q)
+    (ref * g).sum().backward()
+    assert torch.equal(ours, q) and torch.allclose(ref, q)
+    assert torch.equal(grad, x.grad)  # 1 inside, 0 outside, 1/2 on a bound (-1, 1, -0.5 and 0.5 here)
+    assert grad[0, 1] == g[0, 1] / 2 and grad[0, 0] == 0 and grad[1, 1] == g[1, 1]

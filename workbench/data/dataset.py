@@ -72,14 +72,23 @@ class ImageDataset:
             return self
         return self._replace(self.images.to(device), self.labels.to(device))
 
-    def subset(self, n: int | None, seed: int = 0) -> "ImageDataset":
-        """A random subset of ``n`` examples (all when ``n`` is None or too large), the same for a given seed."""
-        if n is None or n >= len(self):
+    def subset(self, n: int | None, seed: int = 0, offset: int = 0) -> "ImageDataset":
+        """A random subset of ``n`` examples (all when ``n`` is None or too large), the same for a given seed.
+
+        ``offset`` skips the first ``offset`` examples of the seed's random order, so that
+        ``subset(m, seed, offset=n)`` is disjoint from ``subset(n, seed)``: a validation set held out
+        from the training subset (``wb.load(name, subset=n, seed=seed)`` draws the same ``n``)."""
+        if offset < 0:
+            raise ValueError(f"offset must be at least 0, got {offset}")
+        if offset >= len(self):
+            raise ValueError(f"offset {offset} leaves no example of the {len(self):,}; lower it")
+        if offset == 0 and (n is None or n >= len(self)):
             return self
-        if n < 1:
+        if n is not None and n < 1:
             raise ValueError(f"subset size must be at least 1, got {n}")
         g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[:n].sort().values.to(self.images.device)
+        order = torch.randperm(len(self), generator=g)[offset:]
+        idx = order[:n].sort().values.to(self.images.device)
         return self._replace(self.images[idx], self.labels[idx])
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

@@ -49,8 +49,11 @@ class BasicBlock(nn.Module):
         self.hook_relu1 = HookPoint()
         self.hook_branch = HookPoint()
         self.hook_out = HookPoint()
+        self.active = True  # False: the block is dropped and passes its input through (wb.quant.set_arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [batch, cin, h, w]
+        if not self.active:  # a dropped block runs nothing
+            return x
         out = self.hook_relu1(F.relu(self.bn1(self.conv1(x))))  # [batch, cout, h/stride, w/stride]
         out = self.hook_branch(self.bn2(self.conv2(out)))  # [batch, cout, h/stride, w/stride]
         if self.skip:

@@ -45,6 +45,31 @@ def ste_round(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
+class _ClippedSTE(torch.autograd.Function):
+    """``q`` forward; backward the gradient of ``clamp(x, lo, hi)`` as ``minimum(maximum(x, lo), hi)``
+    gives it (1 inside, 0 outside, 1/2 where ``x`` equals a bound): the clipped straight-through
+    estimator in one node, without the two clamped copies of ``x`` autograd would otherwise keep."""
+
+    @staticmethod
+    def forward(ctx, x, q, lo, hi):
+        ctx.save_for_backward(x, lo, hi)
+        return q
+
+    @staticmethod
+    def backward(ctx, g):
+        x, lo, hi = ctx.saved_tensors
+        inside = (x > lo) & (x < hi)
+        tie = (x == lo) | (x == hi)
+        return torch.where(inside, g, torch.where(tie, g * 0.5, torch.zeros((), dtype=g.dtype))), None, None, None
+
+
+def clipped_ste(x: torch.Tensor, q: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``q`` (``x`` quantized, already clamped to ``[lo, hi]``) forward, the clipped straight-through
+    gradient of ``x`` backward; the same values and gradients as
+    ``ste_round(torch.minimum(torch.maximum(x, lo), hi), q)``."""
+    return _ClippedSTE.apply(x, q.detach(), lo.to(x).detach(), hi.to(x).detach())
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     """The formats of one layer: ``weights`` and ``acts`` (its input); ``None`` keeps float."""
@@ -161,7 +186,7 @@ class Quantizer(nn.Module):
             q = torch.tensor([1 - self.percentile / 100, self.percentile / 100])
             lo, hi = torch.quantile(flat, q.to(flat))
             return lo, hi
-        return x.min(), x.max()
+        return torch.aminmax(x)  # one pass over the tensor, not two
 
     def observe(self, x: torch.Tensor) -> None:
         """Fold a batch's range into the stored one (running min / max while calibrating, an
@@ -204,10 +229,9 @@ class Quantizer(nn.Module):
             return self.scale, None
         if isinstance(fmt, IntFormat):
             if fmt.per_channel:
-                flat = w.detach().flatten(1)
-                lo, hi = flat.min(1).values, flat.max(1).values
+                lo, hi = torch.aminmax(w.detach().flatten(1), dim=1)
             else:
-                lo, hi = w.detach().min(), w.detach().max()
+                lo, hi = torch.aminmax(w.detach())
             if self.clip == "mse":
                 return _mse_weight_scale(fmt, w.detach(), lo, hi)
             return fmt.scale_for_range(lo, hi)
@@ -231,8 +255,7 @@ class Quantizer(nn.Module):
                 if not (torch.is_grad_enabled() and x.requires_grad):
                     return q  # inference: the clipped straight-through estimator has nothing to do
                 z = torch.zeros_like(s) if zp is None else zp.reshape(s.shape).to(s)
-                xc = torch.minimum(torch.maximum(x, (fmt.qmin - z) * s), (fmt.qmax - z) * s)
-                return ste_round(xc, q)
+                return clipped_ste(x, q, (fmt.qmin - z) * s, (fmt.qmax - z) * s)
             return ste_round(x, fmt.quantize(x, scale))
         # activations
         if self.training or self.observing:
@@ -251,8 +274,7 @@ class Quantizer(nn.Module):
             if not (torch.is_grad_enabled() and x.requires_grad):
                 return fmt.quantize(x, s, z)  # its clamp to the grid is the clip
             lo, hi = (fmt.qmin - z) * s, (fmt.qmax - z) * s
-            xc = torch.minimum(torch.maximum(x, lo.to(x)), hi.to(x))
-            return ste_round(xc, fmt.quantize(xc.detach(), s, z))
+            return clipped_ste(x, fmt.quantize(x.detach(), s, z), lo, hi)  # its clamp to the grid is the clip
         if isinstance(fmt, FloatFormat):
             amax = torch.maximum(self.lo.abs(), self.hi.abs())
             s = (amax / fmt.max_finite).clamp_min(1e-12)

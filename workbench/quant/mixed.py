@@ -121,3 +121,19 @@ def dominators(df: pd.DataFrame, cost: str, score: str, among) -> pd.Series:
         beats = cand[(c[cand] <= c[i]) & (s[cand] > s[i])]
         out.append(df.index[beats[np.argmax(s[beats])]] if len(beats) else None)
     return pd.Series(out, index=df.index, name="beaten_by", dtype=object)
+
+
+def hypervolume(df: pd.DataFrame, cost: str, score: str, ref_cost: float) -> float:
+    """The area of the (cost, score) plane the rows of ``df`` dominate up to ``ref_cost`` and down to a
+    score of 0: the union of the rectangles ``[cost_i, ref_cost] x [0, score_i]``. One number for a
+    whole front (larger is better); rows costing more than ``ref_cost`` add nothing."""
+    _columns(df, cost, score)
+    pts = sorted(zip(df[cost].to_numpy(float), df[score].to_numpy(float)))
+    area, best = 0.0, 0.0
+    for i, (c, s) in enumerate(pts):  # sweep from cheap to dear: each strip's height is the best score so far
+        if c >= ref_cost:
+            break
+        best = max(best, s)
+        right = min(pts[i + 1][0], ref_cost) if i + 1 < len(pts) else ref_cost
+        area += (right - c) * best
+    return float(area)

@@ -126,91 +126,129 @@ def _label(option: Any) -> str:
     return "/".join(map(str, option)) if isinstance(option, (tuple, list)) else str(option)
 
 
-def policy_search(qmodel: nn.Module, choices: Sequence[Any] | Mapping[str, Sequence[Any]], data, budget: float,
-                  metric: str = "gbops", samples: int = 64, rounds: int = 4, keep: int = 8, seed: int = 0,
-                  batch_size: int = 1000, progress: bool = True) -> pd.DataFrame:
-    """Search per-layer formats of a shared-weight supernet (trained with :class:`RandomFormats`)
-    under a cost budget, scoring each policy by the supernet's accuracy on ``data`` (no retraining).
-
-    ``samples`` random policies within the budget, then ``rounds`` of evolution: each of the ``keep``
-    best gets one layer changed at random, kept when it fits the budget. The form of FLIQS's search
-    (one shot on a trained supernet, Dotzel et al. 2024, https://arxiv.org/abs/2308.03290), with
-    random and evolutionary proposals in place of its reinforcement-learning controller.
-
-    Args:
-        qmodel: the trained supernet (a model from :func:`~workbench.quant.quantize`); its formats are
-            restored when the search ends.
-        choices: options for every quantized layer, or ``{layer: [options]}``, as for RandomFormats.
-        data: an :class:`~workbench.data.ImageDataset` held out from training.
-        budget: the largest cost allowed, in ``metric`` (``"gbops"`` or ``"weight_mb"``, as
-            :func:`~workbench.quant.cost` reports them for one image).
-    Returns:
-        one row per distinct policy tried: ``policy`` (``{layer: option}``), the cost, ``acc``, and
-        ``source`` (``"random"`` or ``"evolved"``), best first.
-    """
-    from ..train import evaluate
+def _option_prices(qmodel: nn.Module, choices: Sequence[Any] | Mapping[str, Sequence[Any]], metric: str = "gbops",
+                  example: torch.Tensor | None = None) -> pd.DataFrame:
+    """What each option costs in each layer, in ``metric`` (``"gbops"`` or ``"weight_mb"``, for one
+    image, as :func:`~workbench.quant.cost` counts them): a table with a row per layer and a column
+    per option label (``"int4_pc/uint4_asym"`` for a pair), NaN where a layer does not offer the
+    option. A policy's cost is the sum of its layers' entries (a layer's cost depends on its own
+    formats only)."""
     from .layers import cost
 
     if metric not in ("gbops", "weight_mb"):
         raise ValueError(f"metric is 'gbops' or 'weight_mb', got {metric!r}")
     opts = _resolve_choices(_layers(qmodel), choices, "policy_search")
     saved = _formats(qmodel, opts)
+    column, scale = ("bops", 1e9) if metric == "gbops" else ("weight_bits", 8e6)
+    by_label: dict[str, Any] = {}
+    for options in opts.values():
+        for o in options:
+            by_label.setdefault(_label(o), o)
+    table = pd.DataFrame(index=list(opts), columns=list(by_label), dtype=float)
+    try:
+        for label, option in by_label.items():
+            set_policy(qmodel, {n: option for n, options in opts.items() if any(_label(o) == label for o in options)})
+            rows = cost(qmodel, example).set_index("layer")[column]
+            for n, options in opts.items():
+                if any(_label(o) == label for o in options):
+                    table.loc[n, label] = float(rows[n]) / scale
+    finally:
+        _restore(qmodel, saved)
+    table.attrs["metric"] = metric
+    return table
+
+
+def policy_search(qmodel: nn.Module, choices: Sequence[Any] | Mapping[str, Sequence[Any]], data, budget: float,
+                  metric: str = "gbops", samples: int = 64, rounds: int = 4, keep: int = 8, seed: int = 0,
+                  batch_size: int = 1000, progress: bool = True) -> pd.DataFrame:
+    """Search per-layer formats of a shared-weight supernet (trained with :class:`RandomFormats`)
+    under a cost budget, scoring each policy by the supernet's accuracy on ``data`` (no retraining).
+
+    Every uniform policy (one option in every layer) that fits the budget, ``samples`` random
+    policies, then ``rounds`` of evolution: each of the ``keep`` best gets one layer changed at
+    random. A proposal over the budget is repaired, not thrown away: other layers, chosen at random,
+    move one option cheaper until it fits, so a tight budget (uniform 4-bit among options up to
+    8-bit) is searched as well as a loose one. The form of FLIQS's search (one
+    shot on a trained supernet, Dotzel et al. 2024, https://arxiv.org/abs/2308.03290), with random
+    and evolutionary proposals in place of its reinforcement-learning controller.
+
+    Args:
+        qmodel: the trained supernet (a model from :func:`~workbench.quant.quantize`); its formats are
+            restored when the search ends.
+        choices: options for every quantized layer, or ``{layer: [options]}``, as for RandomFormats.
+        data: an :class:`~workbench.data.ImageDataset` held out from training (and from the test set
+            the chosen policy is reported on).
+        budget: the largest cost allowed, in ``metric`` (``"gbops"`` or ``"weight_mb"``, as
+            :func:`~workbench.quant.cost` reports them for one image).
+    Returns:
+        one row per distinct policy tried: ``policy`` (``{layer: option}``), the cost, ``acc``, and
+        ``source`` (``"uniform"``, ``"random"`` or ``"evolved"``), best first.
+    """
+    from ..train import evaluate
+
+    opts = _resolve_choices(_layers(qmodel), choices, "policy_search")
     example = data.normalize(data.images[:1])
+    prices = _option_prices(qmodel, opts, metric, example)
+    saved = _formats(qmodel, opts)
     gen = torch.Generator().manual_seed(seed)
+    names = list(opts)
     seen: dict[tuple, dict] = {}
 
     def price(policy) -> float:
-        set_policy(qmodel, policy)
-        return float(cost(qmodel, example).attrs[metric])
+        return float(sum(prices.loc[n, _label(policy[n])] for n in names))
 
-    def cheapest() -> float:
-        total = 0.0
-        for n in opts:  # layers are priced one at a time: each layer's cost depends on its own option only
-            total += min(price({n: o}) for o in opts[n]) - price({n: opts[n][0]})
-        return total + price({n: v[0] for n, v in opts.items()})
+    def pick(seq):
+        return seq[int(torch.randint(len(seq), (), generator=gen))]
 
-    def visit(policy, source, c: float | None = None) -> None:
-        key = tuple(_label(policy[n]) for n in opts)
+    def repair(policy, keep_layer=None) -> dict:
+        """Move layers chosen at random one option cheaper (to their dearest cheaper option) until the
+        policy fits; ``keep_layer`` (a mutation's layer) last of all."""
+        policy = dict(policy)
+        while price(policy) > budget:
+            own = {n: prices.loc[n, _label(policy[n])] for n in names}
+            dearer = [n for n in names if any(prices.loc[n, _label(o)] < own[n] for o in opts[n])]
+            n = pick([m for m in dearer if m != keep_layer] or dearer)
+            cheaper = [o for o in opts[n] if prices.loc[n, _label(o)] < own[n]]
+            top = max(prices.loc[n, _label(o)] for o in cheaper)
+            policy[n] = pick([o for o in cheaper if prices.loc[n, _label(o)] == top])
+        return policy
+
+    def visit(policy, source) -> None:
+        key = tuple(_label(policy[n]) for n in names)
         if key in seen:
             return
-        c = price(policy) if c is None else c  # a price known already leaves the policy set on the model
-        if c > budget:
-            return
+        set_policy(qmodel, policy)
         acc = evaluate(qmodel, data, batch_size=batch_size)["acc"]
-        seen[key] = {"policy": dict(policy), metric: c, "acc": acc, "source": source}
+        seen[key] = {"policy": dict(policy), metric: price(policy), "acc": acc, "source": source}
 
+    floor = float(prices.min(axis=1).sum())
+    if budget < floor:
+        raise ValueError(f"budget {budget:g} {metric} is below the cheapest policy ({floor:g}, every layer at its "
+                         "cheapest option); raise the budget or offer cheaper options")
     try:
-        floor = cheapest()
-        if budget < floor:
-            raise ValueError(f"budget {budget:g} {metric} is below the cheapest policy ({floor:g}, every layer at its "
-                             "cheapest option); raise the budget or offer cheaper options")
         bar = None
         if progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=samples + rounds * keep, desc="policy search", unit="policy")
+        for option in dict.fromkeys(o for options in opts.values() for o in options):  # uniform policies that fit
+            uniform = {n: option for n, options in opts.items() if option in options}
+            if len(uniform) == len(names) and price(uniform) <= budget:
+                visit(uniform, "uniform")
         for _ in range(samples):
-            for _try in range(20):  # a few redraws for a policy within the budget
-                policy = random_policy(opts, gen)
-                c = price(policy)
-                if c <= budget:
-                    break
-            visit(policy, "random", c)
+            visit(repair(random_policy(opts, gen)), "random")
             if bar is not None:
                 bar.update(1)
         for _ in range(rounds):
             best = sorted(seen.values(), key=lambda r: -r["acc"])[:keep]
             for row in best:
                 child = dict(row["policy"])
-                layer = list(opts)[int(torch.randint(len(opts), (), generator=gen))]
-                child[layer] = opts[layer][int(torch.randint(len(opts[layer]), (), generator=gen))]
-                visit(child, "evolved")
+                layer = pick(names)
+                child[layer] = pick(opts[layer])
+                visit(repair(child, layer), "evolved")
                 if bar is not None:
                     bar.update(1)
         if bar is not None:
             bar.close()
     finally:
         _restore(qmodel, saved)
-    if not seen:
-        raise ValueError(f"no policy within the budget of {budget:g} {metric} was found in {samples} draws; "
-                         "raise the budget or draw more samples")
     return pd.DataFrame(list(seen.values())).sort_values("acc", ascending=False, ignore_index=True)

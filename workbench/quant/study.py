@@ -13,6 +13,8 @@ from ..data import ImageDataset
 from ..train import TrainResult, model_fingerprint, train_model
 from .formats import TernaryFormat
 from .layers import QAT, cost, quant_layers, resolve_config
+from .nas import RandomArch
+from .search import RandomFormats
 
 FLOAT = "float"
 
@@ -82,6 +84,28 @@ def qat_compare(name: str, variants: Mapping[str, Mapping], configs: Sequence[st
                      "seconds": float(res.history["seconds"].iloc[-1])})
         runs[(variant, config, seed)] = res
     return pd.DataFrame(rows), runs
+
+
+def train_supernet(name: str, start: nn.Module, train: ImageDataset, test: ImageDataset | None, choices, *,
+                   config: Any = "w8a8", widths: Sequence[float] | None = None, model_kwargs: Mapping | None = None,
+                   seed: int = 0, **fit_kwargs) -> TrainResult:
+    """A shared-weight quantized supernet, trained from the float weights of ``start``: registry model
+    ``name`` is quantized with ``config`` (:class:`~workbench.quant.QAT`) and before every batch each
+    layer takes a format drawn from ``choices`` (:class:`~workbench.quant.RandomFormats`), so that one
+    set of weights learns to work under every policy (FLIQS's one-shot supernet, Dotzel et al. 2024,
+    https://arxiv.org/abs/2308.03290). Cached like :func:`~workbench.train.train_model`, which gets
+    ``train, test, seed, **fit_kwargs``; ``config`` sets the formats the model holds after training
+    and its activation quantizers (a layer left float by ``config`` gets none, so give every layer
+    a format there). Then :func:`~workbench.quant.policy_search` looks for the best policy in it.
+
+    ``widths`` (a CIFAR ResNet only), e.g. ``(0.5, 0.75, 1.0)``: the architecture is elastic too
+    (:class:`~workbench.quant.RandomArch`: a depth and a width ratio per stage drawn before every
+    batch), the supernet of SimQ-NAS that :func:`~workbench.quant.joint_search` searches."""
+    elastic = [] if widths is None else [RandomArch(widths, seed=seed)]
+    return train_model(name, train, test, model_kwargs=dict(model_kwargs or {}), seed=seed,
+                       setup=_load_weights(start.state_dict()),
+                       setup_key=("from float weights", model_fingerprint(start)),
+                       algorithms=[QAT(config), *elastic, RandomFormats(choices, seed=seed)], **fit_kwargs)
 
 
 def _load_weights(state: Mapping[str, torch.Tensor]):
