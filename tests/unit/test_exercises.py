@@ -20,6 +20,11 @@ WRONG = {
     "pareto_mask": (lambda c, a: [not any(c2 <= x and a2 >= y for j, (c2, a2) in enumerate(zip(c, a)) if j != i)
                                   for i, (x, y) in enumerate(zip(c, a))], "strictly better"),
     "blocks_per_stage": (lambda d: (d - 2) // 2, "two and there are three stages"),
+    "e2m1_round": (lambda x: torch.sign(x) * torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=x.dtype)[
+                       (x.abs().clamp(max=6).unsqueeze(-1) - torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0],
+                                                                          dtype=x.dtype)).abs().argmin(-1)],
+                   "round half to even"),
+    "hypervolume": (lambda pts, r: sum((r - c) * a for c, a in pts if c < r), "the sum of the rectangles"),
     "best_allocation": (lambda loss, size, budget: [min(range(len(r)), key=r.__getitem__) for r in loss],
                         "budget ties the layers"),
     "bn_only_parameters": (lambda m: ref.bn_only_parameters(m) | {"fc.weight", "fc.bias"}, "output layer"),

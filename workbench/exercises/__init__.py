@@ -67,6 +67,14 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write best_allocation(loss, size, budget) -> list of option indices, one per layer: the choice with the "
              "smallest summed loss[i][j] whose summed size[i][j] is at most budget (every combination tried).",
              _checks.best_allocation),
+    Exercise("e2m1_round", "10_fliqs.ipynb",
+             "Write e2m1_round(x) -> tensor: each value of x rounded to the nearest FP4 E2M1 value (±0, 0.5, 1, 1.5, 2, "
+             "3, 4, 6), a tie to the value whose code ends in a 0 bit (0, 1, 2, 4), beyond ±6 saturated to ±6.",
+             _checks.e2m1_round),
+    Exercise("hypervolume", "11_simq_nas.ipynb",
+             "Write hypervolume(points, ref_size) -> float: the area of the union of the rectangles "
+             "[size, ref_size] x [0, accuracy] over the (size, accuracy) points; points of size >= ref_size add nothing.",
+             _checks.hypervolume),
 ]}
 
 

@@ -245,3 +245,50 @@ def best_allocation(fn) -> str | None:
         return (f"your choice {got} fits (size {cost}) but its summed loss is {total:.4f}; {want} reaches {best:.4f}: "
                 "try every combination (itertools.product) and keep the best that fits")
     return None
+
+
+def e2m1_round(fn) -> str | None:
+    ties = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    cases = [torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0], dtype=torch.float64),
+             ties, -ties, torch.tensor([6.5, 7.0, 100.0, -9.0], dtype=torch.float64),
+             torch.randn(500, generator=g, dtype=torch.float64) * 3]
+    for x in cases:
+        got, want = fn(x.clone()), ref.e2m1_round(x)
+        if not isinstance(got, torch.Tensor) or got.shape != x.shape:
+            return f"return a tensor of the shape of x, got {getattr(got, 'shape', got)}"
+        if torch.equal(got.to(want.dtype), want):
+            continue
+        bad = int((got.to(want.dtype) != want).nonzero()[0])
+        v, g_, w = float(x[bad]), float(got[bad]), float(want[bad])
+        if abs(v) > 6:
+            return f"e2m1_round({v:g}) returned {g_:g}: values beyond the largest one saturate to ±6"
+        if v in ties.tolist() or -v in ties.tolist():
+            return (f"e2m1_round({v:g}) returned {g_:g}, expected {w:g}: {v:g} lies half way between two values; "
+                    "the tie goes to the value whose code ends in a 0 bit (round half to even): 0, 1, 2 and 4 do, "
+                    "0.5, 1.5, 3 and 6 end in a 1")
+        return f"e2m1_round({v:g}) returned {g_:g}, expected {w:g} (the nearest of ±0, 0.5, 1, 1.5, 2, 3, 4, 6)"
+    return None
+
+
+def hypervolume(fn) -> str | None:
+    cases = [([(1.0, 0.5)], 3.0),                                   # one rectangle: 2 x 0.5
+             ([(2.0, 0.7), (1.0, 0.5), (3.0, 0.6)], 4.0),           # unsorted; (3, 0.6) is dominated
+             ([(1.0, 0.5), (1.0, 0.5), (2.0, 0.8), (5.0, 0.9)], 4.0),  # a twin; a model beyond ref_size
+             ([(0.5, 0.2), (1.5, 0.6), (2.5, 0.65), (3.5, 0.9)], 4.0)]
+    for points, ref_size in cases:
+        got, want = fn(list(points), ref_size), ref.hypervolume(points, ref_size)
+        if not isinstance(got, (int, float)):
+            return f"return a number, got {got!r}"
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        boxes = sum((ref_size - c) * a for c, a in points if c < ref_size)
+        if math.isclose(got, boxes, abs_tol=1e-9):
+            return (f"hypervolume({points}, {ref_size}) returned {got:g}, the sum of the rectangles: where they overlap "
+                    f"count the area once (the union is {want:g}); sweep the points by size, keeping the best accuracy "
+                    "so far")
+        if any(c >= ref_size for c, _ in points):
+            return (f"hypervolume({points}, {ref_size}) returned {got:g}, expected {want:g}: models of size >= ref_size "
+                    "add nothing")
+        return f"hypervolume({points}, {ref_size}) returned {got:g}, expected {want:g}"
+    return None

@@ -81,3 +81,26 @@ def best_allocation(loss, size, budget) -> list[int]:
             if best is None or total < best:
                 best, pick = total, list(combo)
     return pick
+
+
+E2M1 = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # the non-negative values of FP4 E2M1, codes 0..7
+
+
+def e2m1_round(x: torch.Tensor) -> torch.Tensor:
+    grid = torch.tensor(E2M1, dtype=x.dtype)
+    a = x.abs().clamp(max=6.0).unsqueeze(-1)
+    dist = (a - grid).abs()
+    nearest = dist == dist.min(-1, keepdim=True).values
+    even = nearest & (torch.arange(8) % 2 == 0)  # a tie goes to the code whose mantissa bit is 0
+    idx = torch.where(even.any(-1), even.float().argmax(-1), nearest.float().argmax(-1))
+    return torch.sign(x) * grid[idx]
+
+
+def hypervolume(points, ref_size) -> float:
+    area, best = 0.0, 0.0
+    pts = sorted(p for p in points if p[0] < ref_size)
+    for i, (size, acc) in enumerate(pts):
+        best = max(best, acc)
+        right = pts[i + 1][0] if i + 1 < len(pts) else ref_size
+        area += (right - size) * best
+    return area
