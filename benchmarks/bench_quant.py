@@ -27,13 +27,15 @@ import workbench as wb
 from workbench import quant as Q
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
+def _interleaved(fns: dict, repeats: int) -> dict:
+    """Best time of each function over ``repeats`` rounds, one call of each per round, after a warm-up round."""
+    best = dict.fromkeys(fns, float("inf"))
+    for r in range(repeats + 1):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            if r:
+                best[name] = min(best[name], time.perf_counter() - t)
     return best
 
 
@@ -104,20 +106,25 @@ def part2(model, x, y, repeats: int) -> None:
     b = brevitas_model(model)
     if b is not None:
         contenders["brevitas QuantConv2d"] = b
-    fwd, step = {}, {}
+    fwd_fns, step_fns = {}, {}
     for name, m in contenders.items():
-        m.eval()
-        with torch.no_grad():
-            fwd[name] = _time(lambda: m(x), repeats)
-        m.train()
         opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
 
-        def one_step():
+        @torch.no_grad()
+        def forward(m=m):
+            m.eval()
+            m(x)
+
+        def one_step(m=m, opt=opt):
+            m.train()
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(m(x[:128]), y[:128]).backward()
             opt.step()
 
-        step[name] = _time(one_step, repeats)
+        fwd_fns[name], step_fns[name] = forward, one_step
+    # round robin, best of `repeats` each: whichever runs first on a cold process is slower (the
+    # allocator and oneDNN's caches warm up), so no contender is timed only before the others
+    fwd, step = _interleaved(fwd_fns, repeats), _interleaved(step_fns, repeats)
     print(f"2. ResNet-20 at W8A8, forward of {len(x)} images (eval) and one QAT step on 128 (best of {repeats}):")
     for name in contenders:
         print(f"   {name:24s} forward {fwd[name] * 1e3:8.1f} ms   QAT step {step[name] * 1e3:8.1f} ms")

@@ -526,3 +526,19 @@ def test_clipped_ste_matches_the_clamp_formulation_values_and_gradients():
     assert torch.equal(ours, q) and torch.allclose(ref, q)
     assert torch.equal(grad, x.grad)  # 1 inside, 0 outside, 1/2 on a bound (-1, 1, -0.5 and 0.5 here)
     assert grad[0, 1] == g[0, 1] / 2 and grad[0, 0] == 0 and grad[1, 1] == g[1, 1]
+    # one range for the whole tensor (activations) takes another path: the same answer
+    lo, hi = torch.tensor(0.0), torch.tensor(0.7)
+    x = torch.tensor([-0.1, 0.0, 0.3, 0.7, 0.70001, 2.0, 1e-30, 0.6999999]).requires_grad_()
+    g = torch.arange(8.0) + 1
+    q = torch.clamp(x.detach(), lo, hi)
+    (clipped_ste(x, q, lo, hi) * g).sum().backward()
+    grad, x.grad = x.grad.clone(), None
+    (Q.ste_round(torch.minimum(torch.maximum(x, lo), hi), q) * g).sum().backward()
+    assert torch.equal(grad, x.grad) and grad.tolist() == [0, 1, 3, 2, 0, 0, 7, 8]
+    if torch.set_flush_denormal(True):  # where the CPU can flush subnormals, the fallback gives the same
+        try:
+            x.grad = None
+            (clipped_ste(x, q, lo, hi) * g).sum().backward()
+            assert x.grad.tolist() == [0, 1, 3, 2, 0, 0, 7, 8]
+        finally:
+            torch.set_flush_denormal(False)

@@ -45,6 +45,12 @@ def ste_round(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return x + (q - x).detach()
 
 
+def _subnormals_kept() -> bool:
+    """Whether CPU arithmetic keeps subnormal numbers (``torch.set_flush_denormal(True)`` drops them)."""
+    zero = torch.zeros(())
+    return bool(torch.nextafter(zero, zero - 1) < zero)
+
+
 class _ClippedSTE(torch.autograd.Function):
     """``q`` forward; backward the gradient of ``clamp(x, lo, hi)`` as ``minimum(maximum(x, lo), hi)``
     gives it (1 inside, 0 outside, 1/2 where ``x`` equals a bound): the clipped straight-through
@@ -58,9 +64,19 @@ class _ClippedSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         x, lo, hi = ctx.saved_tensors
-        inside = (x > lo) & (x < hi)
+        if lo.numel() == 1 and _subnormals_kept():  # one range (activations): the mean of the gradients with open and with closed
+            # bounds, two fused kernels (hardtanh's backward passes g strictly inside its bounds; just
+            # outside the float32 neighbours of lo and hi is on or inside [lo, hi])
+            lo32, hi32 = lo.reshape(()).to(x.dtype), hi.reshape(()).to(x.dtype)
+            below, above = torch.nextafter(lo32, lo32 - 1), torch.nextafter(hi32, hi32 + 1)
+            out = torch.ops.aten.hardtanh_backward(g, x, float(lo32), float(hi32))
+            out += torch.ops.aten.hardtanh_backward(g, x, float(below), float(above))
+            return out.mul_(0.5), None, None, None
+        out = g * ((x > lo) & (x < hi))
         tie = (x == lo) | (x == hi)
-        return torch.where(inside, g, torch.where(tie, g * 0.5, torch.zeros((), dtype=g.dtype))), None, None, None
+        if bool(tie.any()):  # a value on a bound gets half, as minimum / maximum give it
+            out = out.addcmul(g, tie.to(g.dtype), value=0.5)
+        return out, None, None, None
 
 
 def clipped_ste(x: torch.Tensor, q: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
