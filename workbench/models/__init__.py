@@ -10,6 +10,7 @@ from . import resnet_cifar as _resnet_cifar  # noqa: F401
 from . import vit as _vit  # noqa: F401
 from ._registry import create_model, list_models, register_model
 from .base import WorkbenchModel
+from .count import layer_macs
 from .hooks import HookPoint, count_parameters, hook_points
 from .mlp import MLP
 from .packed import PackedCifarResNet
@@ -18,5 +19,5 @@ from .vit import VisionTransformer
 
 __all__ = [
     "create_model", "list_models", "register_model", "WorkbenchModel", "HookPoint", "hook_points",
-    "count_parameters", "CifarResNet", "PackedCifarResNet", "BasicBlock", "MLP", "VisionTransformer",
+    "count_parameters", "layer_macs", "CifarResNet", "PackedCifarResNet", "BasicBlock", "MLP", "VisionTransformer",
 ]

@@ -31,6 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.count import eval_forward as _eval_forward
+from ..models.count import example_input as _example_input
+from ..models.count import layer_macs
 from ..train.events import Algorithm
 from .formats import FloatFormat, Format, IntFormat, TernaryFormat, get_format
 
@@ -470,20 +473,6 @@ def _batches(data, batch_size: int) -> Iterable[torch.Tensor]:
         yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def _eval_forward(model: nn.Module, x: torch.Tensor, handles: list) -> None:
-    """One forward pass of ``x`` in eval mode without gradients; ``handles`` (hooks) are removed and the
-    train flag restored afterwards, also when the pass raises."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-
-
 def _trace_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
     """(conv, bn) name pairs where the BatchNorm's input is exactly the conv's output."""
     outs: dict[int, str] = {}
@@ -497,11 +486,6 @@ def _trace_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str
                 lambda mod, a, n=name: pairs.append((outs[id(a[0])], n)) if id(a[0]) in outs else None))
     _eval_forward(model, example, handles)
     return pairs
-
-
-def _example_input(model: nn.Module) -> torch.Tensor:
-    c, s = getattr(model, "in_chans", 3), getattr(model, "img_size", None) or 32
-    return torch.zeros(2, c, s, s, device=next(model.parameters()).device)
 
 
 @torch.no_grad()
@@ -534,20 +518,10 @@ def cost(model: nn.Module, example: torch.Tensor | None = None) -> pd.DataFrame:
 
     ``df.attrs`` holds the totals: ``weight_bits``, ``weight_mb`` (megabytes of conv / linear
     weights), ``macs``, ``bops`` (in giga bit-operations: ``gbops``)."""
-    x = _example_input(model)[:1] if example is None else example[:1]
-    macs: dict[str, int] = {}
-    handles = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(lambda mod, a, o, n=name: macs.__setitem__(
-                n, int(o[0].numel() * mod.weight[0].numel()))))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(lambda mod, a, o, n=name: macs.__setitem__(
-                n, int(o[0].numel() * mod.in_features))))
     enabled = [(q, q.enabled) for q in model.modules() if isinstance(q, Quantizer)]
     set_quant_enabled(model, False)  # shapes only: the float forward is enough, and needs no calibration
     try:
-        _eval_forward(model, x, handles)
+        macs = layer_macs(model, example)
     finally:
         for q, e in enabled:
             q.enabled = e
