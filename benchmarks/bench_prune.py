@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from types import SimpleNamespace
 
 import torch
@@ -24,18 +23,8 @@ import torch.nn.utils.prune as tprune
 from torch import nn
 
 import workbench as wb
+from _timing import interleaved  # benchmarks/, on the path when a benchmark runs as a script
 from workbench import prune as P
-
-
-def _interleaved(fns: dict, repeats: int) -> dict:
-    best = dict.fromkeys(fns, float("inf"))
-    for r in range(repeats + 1):  # a warm-up round first
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            if r:
-                best[name] = min(best[name], time.perf_counter() - t)
-    return best
 
 
 def torch_pruned(model: nn.Module, sparsity: float) -> nn.Module:
@@ -82,7 +71,7 @@ def part2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sparsity: float, r
         F.cross_entropy(theirs(x), y).backward()
         opt_theirs.step()
 
-    t = _interleaved({"wb.prune.Masked": step_ours, "torch.nn.utils.prune": step_theirs}, repeats)
+    t = interleaved({"wb.prune.Masked": step_ours, "torch.nn.utils.prune": step_theirs}, repeats)
     zero_ours = all(bool((p.detach()[masks[n] == 0] == 0).all()) for n, p in P.prunable(ours).items())
     zero_theirs = all(bool((m.weight[m.weight_mask == 0] == 0).all()) for m in theirs.modules()
                       if isinstance(m, (nn.Conv2d, nn.Linear)))

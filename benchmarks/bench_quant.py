@@ -17,26 +17,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import workbench as wb
+from _timing import interleaved  # benchmarks/, on the path when a benchmark runs as a script
 from workbench import quant as Q
-
-
-def _interleaved(fns: dict, repeats: int) -> dict:
-    """Best time of each function over ``repeats`` rounds, one call of each per round, after a warm-up round."""
-    best = dict.fromkeys(fns, float("inf"))
-    for r in range(repeats + 1):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            if r:
-                best[name] = min(best[name], time.perf_counter() - t)
-    return best
 
 
 class _TorchFQConv(nn.Module):
@@ -124,7 +112,7 @@ def part2(model, x, y, repeats: int) -> None:
         fwd_fns[name], step_fns[name] = forward, one_step
     # round robin, best of `repeats` each: whichever runs first on a cold process is slower (the
     # allocator and oneDNN's caches warm up), so no contender is timed only before the others
-    fwd, step = _interleaved(fwd_fns, repeats), _interleaved(step_fns, repeats)
+    fwd, step = interleaved(fwd_fns, repeats), interleaved(step_fns, repeats)
     print(f"2. ResNet-20 at W8A8, forward of {len(x)} images (eval) and one QAT step on 128 (best of {repeats}):")
     for name in contenders:
         print(f"   {name:24s} forward {fwd[name] * 1e3:8.1f} ms   QAT step {step[name] * 1e3:8.1f} ms")
