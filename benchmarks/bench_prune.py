@@ -4,8 +4,8 @@
    and by ``torch.nn.utils.prune.global_unstructured(L1Unstructured)``: the share of mask entries
    that differ (goal 0; ties between equal magnitudes could differ, there are none in a random init).
 2. Cost of one masked training step (batch 128, SGD with momentum and weight decay, 90% sparse):
-   ``wb.prune.Masked`` (weights zeroed once, the gradient masked after backward in two fused
-   launches) against ``torch.nn.utils.prune`` (``weight = weight_orig * weight_mask`` recomputed in
+   ``wb.prune.Masked`` (weights zeroed once, the gradient masked after backward in one fused
+   launch) against ``torch.nn.utils.prune`` (``weight = weight_orig * weight_mask`` recomputed in
    a forward pre-hook), timed round robin, best of ``--repeats``; ratio printed (goal >= 1: ours
    costs no more). Both keep the pruned weights at zero (checked).
 
@@ -52,7 +52,7 @@ def part2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sparsity: float, r
     masks = P.magnitude_masks(ours, sparsity)
     alg = P.Masked(masks)
     state = SimpleNamespace(model=ours, trainable={}, no_decay=[], weight_decay=wd)
-    alg.on_init(state)  # zeroes the weights, registers the masked ones
+    alg.on_init(state)  # zeroes the weights
     groups = [{"params": [p for n, p in state.trainable.items() if n not in state.no_decay], "weight_decay": wd},
               {"params": [state.trainable[n] for n in state.no_decay], "weight_decay": 0.0}]
     opt_ours = torch.optim.SGD(groups, lr=0.01, momentum=0.9)

@@ -82,6 +82,11 @@ def test_masked_weights_stay_exactly_zero_through_sgd_with_momentum_and_weight_d
         assert not torch.equal(p.detach()[masks[n] == 1], before[n][masks[n] == 1])  # the kept ones trained
     report = P.sparsity_report(model)
     assert report.attrs["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    # decoupled weight decay and Adam's moments keep them zero too
+    wb.fit(model, train, epochs=5, batch_size=64, lr=1e-3, optimizer="adamw", weight_decay=0.05, max_steps=20,
+           algorithms=[P.Masked(masks)], progress=False)
+    assert all(torch.equal(p.detach()[masks[n] == 0], torch.zeros(int((masks[n] == 0).sum())))
+               for n, p in P.prunable(model).items())
     assert report.attrs["macs_kept"] < 0.2 * report.attrs["macs"]
 
 

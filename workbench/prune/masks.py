@@ -4,9 +4,9 @@ them, and the algorithm of ``wb.fit`` that keeps them applied while the network 
 What is ours and why: ``torch.nn.utils.prune`` reparametrizes each pruned module (``weight_orig``
 and a ``weight_mask`` buffer, the product recomputed in a forward pre-hook), which renames the
 state dict's entries and costs a multiply per forward; here a mask zeroes the weights once and
-:class:`Masked` keeps them exactly zero through training by masking the gradient (with the L2 term
-folded in first, as ``wb.fit``'s ``grad_masks`` does), so models, checkpoints and caches keep their
-plain layout. The criteria (random uniform and ERK, magnitude per layer and global, SNIP) are a
+:class:`Masked` keeps them exactly zero through training by masking the gradient (a zero weight with a
+zero gradient stays zero under momentum and weight decay), so models, checkpoints and caches keep
+their plain layout. The criteria (random uniform and ERK, magnitude per layer and global, SNIP) are a
 few lines each on top of that.
 """
 from __future__ import annotations
@@ -195,8 +195,11 @@ def _digest(masks: Mapping[str, torch.Tensor]) -> str:
 class Masked(GradMask):
     """Sparse training as an algorithm of ``wb.fit``: at ``init`` the masked weights become zero, and they
     stay exactly zero (bit for bit, under momentum and weight decay) because their gradient is masked
-    after the L2 term is folded in. The masks' digest is part of the run's configuration, so
-    ``train_model`` caches runs with different masks apart; a resume with other masks is refused."""
+    after backward: a zero weight with a zero gradient has a zero momentum and a zero decay term, so
+    the optimizer's own (coupled or decoupled) weight decay can stay on, and one fused launch per step
+    is all it costs (``GradMask``, which freezes entries at nonzero values, must also fold the decay in).
+    The masks' digest is part of the run's configuration, so ``train_model`` caches runs with different
+    masks apart; a resume with other masks is refused."""
 
     def __init__(self, masks: Mapping[str, torch.Tensor]):
         super().__init__({n: m.detach().float() for n, m in masks.items()})
@@ -206,8 +209,14 @@ class Masked(GradMask):
         return {"name": self.name, "masks": self.digest, "masked": len(self.masks)}
 
     def on_init(self, state: State) -> None:
-        _check_masks(state.model, self.masks)
+        params = _check_masks(state.model, self.masks)
         if not state.trainable:  # fit's default, every parameter that requires a gradient
             state.trainable = {n: p for n, p in state.model.named_parameters() if p.requires_grad}
         apply_masks(state.model, self.masks)
-        super().on_init(state)
+        self.masks = {n: m.to(device=params[n].device, dtype=params[n].dtype) for n, m in self.masks.items()}
+        self._pairs = [(params[n], m) for n, m in self.masks.items() if n in state.trainable]
+
+    def on_after_backward(self, state: State) -> None:
+        pairs = [(p, m) for p, m in self._pairs if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([p.grad for p, _ in pairs], [m for _, m in pairs])
