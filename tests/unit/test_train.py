@@ -52,6 +52,23 @@ def test_resume_mid_epoch_matches_uninterrupted_run(shapes, tmp_path):
     assert full.history[cols].equals(resumed.history[cols])
 
 
+def test_stop_at_an_epochs_end_takes_exactly_that_many_steps(shapes, tmp_path):
+    train, test = shapes
+    kw = dict(epochs=3, batch_size=128, lr=0.1, progress=False, seed=1)
+    spe = -(-len(train) // 128)
+    steps = []
+
+    class Count(wb.train.events.Callback):
+        def on_after_step(self, state):
+            steps.append(state.step)
+
+    part = wb.fit(small_model(), train, test, checkpoint_dir=tmp_path, stop_after_steps=spe, algorithms=[Count()], **kw)
+    assert steps == list(range(1, spe + 1)) and part.history["step"].tolist() == [spe]  # not a step of the next epoch
+    resumed = wb.fit(small_model(seed=99), train, test, checkpoint_dir=tmp_path, **kw)
+    full = wb.fit(small_model(), train, test, **kw)
+    assert torch.equal(full.model.fc.weight, resumed.model.fc.weight)
+
+
 def test_finished_run_resumes_to_the_same_result(shapes, tmp_path):
     train, _ = shapes
     kw = dict(epochs=1, batch_size=256, progress=False, checkpoint_dir=tmp_path)

@@ -557,6 +557,8 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
                 last_ckpt = ckpts.write(s, cfg, epoch + 1, 0, acc)
             if stop_after_seconds is not None and time.perf_counter() - t_call > stop_after_seconds:
                 break
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:  # the stop fell on an epoch's end
+                break
     except BaseException as e:
         s.error = e
         raise
