@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 from . import attribution, bn_only, catalog, config, data, exercises, hessian, guidance, landscape, models, multilabel, probe, prune, quant, results, similarity, ssl, train, transfer, viz
 from .cache import cached
-from .sweep import sweep
+from .sweep import sweep, sweep_folder
 from .config import by_mode, device, seed_everything
 from .data import load
 from .models import create_model, list_models
@@ -35,4 +35,4 @@ from .notebook import setup
 from .train import evaluate, fit, train_model
 
 __all__ = ["__version__", "ssl", "transfer", "guidance", "hessian", "landscape", "multilabel", "prune", "quant", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
-           "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate", "train_model", "setup", "sweep"]
+           "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate", "train_model", "setup", "sweep", "sweep_folder"]

@@ -47,7 +47,7 @@ from . import config
 from .cache import atomic_write_bytes
 from .results import results_dir
 
-__all__ = ["sweep", "record_name", "BACKENDS"]
+__all__ = ["sweep", "sweep_folder", "record_name", "BACKENDS"]
 
 BACKENDS = ("inprocess", "ray")
 RAY_INSTALL = 'pip install -e ".[sweep]"'
@@ -355,6 +355,22 @@ def _value_text(value: Any) -> str:
     else:  # a list, a dict, or a string with characters a file name should not hold
         return "_" + hashlib.sha256(_canonical(value).encode()).hexdigest()[:10]
     return text if len(text) <= 40 else "_" + hashlib.sha256(_canonical(value).encode()).hexdigest()[:10]
+
+
+def sweep_folder(study: str, constants: Mapping[str, Any]) -> Path:
+    """A folder for a notebook's sweep records in the cache (``wb.config.cache_dir()/sweeps``) rather
+    than in the checkout's ``results/``: named by ``study`` and a digest of ``constants``, the
+    arguments every configuration shares (model, data sizes, epochs ...), so that changing one of
+    them starts a fresh set of records instead of reading records made under other settings.
+
+    >>> sweep_folder("random_pruning", {"epochs": 3}).parent.name
+    'sweeps'
+    """
+    if not isinstance(study, str) or not _SAFE_VALUE.fullmatch(study):
+        raise ValueError(f"study names a folder: letters, digits and _ . + - only, got {study!r}")
+    digest = hashlib.sha256(_canonical({k: _json_value(v, f"constants[{k!r}]") for k, v in constants.items()})
+                            .encode()).hexdigest()[:12]
+    return config.cache_dir() / "sweeps" / f"{study}-{digest}"
 
 
 def record_name(configuration: Mapping[str, Any]) -> str:
