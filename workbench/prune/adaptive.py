@@ -1,0 +1,193 @@
+"""Layer-adaptive sparsities by joint optimization (Xu, Wang, Geng, Lin, Wu, Li & Lin, ICCV 2023, "Efficient
+Joint Optimization of Layer-Adaptive Weight Pruning in Deep Neural Networks", arXiv 2308.10438).
+
+How much of each layer to prune, under one global budget? The paper measures, for every layer and
+every candidate sparsity of that layer alone, the *output distortion*: the mean squared change of
+the network's logits on a calibration batch when that layer is magnitude-pruned. It observes that
+distortions from several layers approximately *add up*, so the best allocation minimizes the sum
+of per-layer distortions subject to the total number of pruned weights: a knapsack-like problem
+that a dynamic program over layers solves exactly on a discretized budget.
+
+Here: :func:`layer_distortion` measures the curves, :func:`allocate` runs the dynamic program,
+:func:`joint_distortion` measures a whole allocation at once (to check additivity), and
+:func:`adaptive_masks` turns an allocation into per-layer magnitude masks. All ours (a few dozen
+lines on the masks of :mod:`workbench.prune.masks`); the paper's own code was not used.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .masks import _check_sparsity, _keep_top, prunable
+
+__all__ = ["LEVELS", "layer_distortion", "joint_distortion", "allocate", "adaptive_masks", "layer_masks"]
+
+# candidate per-layer sparsities: fine steps where accuracy is fragile (high sparsity)
+LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97, 0.98, 0.99)
+
+
+def layer_masks(model: nn.Module, sparsities: Mapping[str, float]) -> dict[str, torch.Tensor]:
+    """Per-layer magnitude masks: layer ``name`` loses the ``round(s * n)`` smallest of its ``n`` weights."""
+    params = prunable(model, [n for n in sparsities])
+    out = {}
+    for n, p in params.items():
+        s = _check_sparsity(sparsities[n])
+        out[n] = _keep_top(p.detach().abs(), p.numel() - round(s * p.numel()))
+    return out
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([model(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
+
+
+@torch.no_grad()
+def _distortion(model: nn.Module, inputs: torch.Tensor, reference: torch.Tensor, masks: Mapping[str, torch.Tensor],
+                batch_size: int) -> float:
+    """Mean over examples of the squared logit change when ``masks`` are applied (weights restored after)."""
+    params = dict(model.named_parameters())
+    saved = {n: params[n].detach().clone() for n in masks}
+    try:
+        for n, m in masks.items():
+            params[n].mul_(m.to(params[n]))
+        out = _logits(model, inputs, batch_size)  # [examples, classes]
+    finally:
+        for n, w in saved.items():
+            params[n].copy_(w)
+    return float(((out - reference) ** 2).sum(1).mean())
+
+
+def layer_distortion(model: nn.Module, inputs: torch.Tensor, levels: Sequence[float] = LEVELS,
+                     layers: Sequence[str] | None = None, batch_size: int = 256, progress: bool = True) -> pd.DataFrame:
+    """The output distortion of pruning each layer alone by magnitude at each level.
+
+    Args:
+        model: evaluated in eval mode (its mode is restored).
+        inputs: a calibration batch, normalized as the model expects (``train.normalize(train.images[:256])``).
+        levels: candidate sparsities of one layer; 0 is added when missing.
+    Returns:
+        One row per (layer, level): ``layer`` (parameter name), ``sparsity``, ``params``, ``pruned``
+        (weights removed) and ``distortion`` (mean squared change of the logits per example).
+    """
+    levels = sorted({0.0, *(_check_sparsity(s) for s in levels)})
+    params = prunable(model, layers)
+    was = model.training
+    model.eval()
+    try:
+        reference = _logits(model, inputs, batch_size)
+        rows = []
+        bar = tqdm(total=len(params) * (len(levels) - 1), desc="layer distortion", disable=not progress, leave=False)
+        for n, p in params.items():
+            order = torch.sort(p.detach().abs().flatten().double(), stable=True).indices  # smallest first
+            for s in levels:
+                k = round(s * p.numel())
+                d = 0.0
+                if k:
+                    mask = torch.ones(p.numel())
+                    mask[order[:k]] = 0.0
+                    d = _distortion(model, inputs, reference, {n: mask.view(p.shape)}, batch_size)
+                    bar.update(1)
+                rows.append({"layer": n, "sparsity": s, "params": p.numel(), "pruned": k, "distortion": d})
+        bar.close()
+    finally:
+        model.train(was)
+    return pd.DataFrame(rows)
+
+
+def joint_distortion(model: nn.Module, inputs: torch.Tensor, sparsities: Mapping[str, float],
+                     batch_size: int = 256) -> float:
+    """The output distortion of pruning every layer of ``sparsities`` at once (compare with the sum of
+    the single-layer distortions of :func:`layer_distortion`: the paper's additivity)."""
+    was = model.training
+    model.eval()
+    try:
+        reference = _logits(model, inputs, batch_size)
+        return _distortion(model, inputs, reference, layer_masks(model, sparsities), batch_size)
+    finally:
+        model.train(was)
+
+
+def allocate(curves: pd.DataFrame, sparsity: float, resolution: int = 4000) -> dict[str, float]:
+    """Per-layer sparsities that minimize the summed distortion while pruning at least ``sparsity`` of
+    all the curves' weights.
+
+    A dynamic program over layers on a budget counted in units of ``total / resolution`` weights
+    (exact when every layer's pruned counts are whole units); the rounding is then repaired by moving
+    layers one level up, cheapest extra distortion per extra pruned weight first, until the exact
+    count is reached. So the overall sparsity is at least ``sparsity`` (a few weights above at most).
+
+    Raises:
+        ValueError: a budget that even the highest level in every layer cannot reach (the message gives
+            the most the levels allow), or curves without the columns of :func:`layer_distortion`.
+    """
+    sparsity = _check_sparsity(sparsity)
+    missing = {"layer", "sparsity", "pruned", "params", "distortion"} - set(curves.columns)
+    if missing:
+        raise ValueError(f"curves need the columns of wb.prune.layer_distortion; missing {sorted(missing)}")
+    groups = [(n, g.sort_values("pruned")) for n, g in curves.groupby("layer", sort=False)]
+    total = sum(int(g.params.iloc[0]) for _, g in groups)
+    need = round(sparsity * total)
+    most = sum(int(g.pruned.max()) for _, g in groups)
+    if most < need:
+        raise ValueError(f"sparsity {sparsity:.4g} needs {need:,} pruned weights, but the levels allow at most "
+                         f"{most:,} ({most / total:.2%} overall, every layer at its highest level): add higher "
+                         "levels to layer_distortion or lower the sparsity")
+    unit = max(total / resolution, 1.0)
+    target = math.ceil(need / unit - 1e-9)
+    # best[b]: the least summed distortion of the layers so far with b units pruned, where b = target
+    # stands for "target or more"; arg/prev remember each state's level and the state before it
+    best = np.full(target + 1, np.inf)
+    best[0] = 0.0
+    trail = []
+    for _, g in groups:
+        units = np.round(g.pruned.to_numpy() / unit).astype(int)
+        dist = g.distortion.to_numpy(dtype=float)
+        new, arg, prev = np.full(target + 1, np.inf), np.zeros(target + 1, int), np.zeros(target + 1, int)
+        for k in range(len(g)):
+            u, c = min(int(units[k]), target), best + dist[k]
+            cand, src = np.full(target + 1, np.inf), np.zeros(target + 1, int)
+            cand[u:target], src[u:target] = c[:target - u], np.arange(target - u)  # state s goes to s + u
+            lo = max(target - u, 0)  # states from lo on reach "target or more": keep the cheapest
+            src[target] = lo + int(np.argmin(c[lo:]))
+            cand[target] = c[src[target]]
+            better = cand < new
+            new[better], arg[better], prev[better] = cand[better], k, src[better]
+        trail.append((arg, prev))
+        best = new
+    picks, b = [], target
+    for arg, prev in reversed(trail):  # walk back from "target or more"
+        picks.append(int(arg[b]))
+        b = int(prev[b])
+    picks.reverse()
+    return _repair(groups, picks, need)
+
+
+def _repair(groups: list, picks: list[int], need: int) -> dict[str, float]:
+    """Move layers one level up, the least extra distortion per extra pruned weight first, until the
+    exact count ``need`` is pruned (the units of the dynamic program round the counts)."""
+    picks = list(picks)
+    pruned = sum(int(g.pruned.iloc[k]) for (_, g), k in zip(groups, picks))
+    while pruned < need:
+        moves = []
+        for i, ((_, g), k) in enumerate(zip(groups, picks)):
+            if k + 1 < len(g):
+                extra = int(g.pruned.iloc[k + 1]) - int(g.pruned.iloc[k])
+                cost = float(g.distortion.iloc[k + 1]) - float(g.distortion.iloc[k])
+                if extra > 0:
+                    moves.append((cost / extra, i))
+        _, i = min(moves)
+        g = groups[i][1]
+        pruned += int(g.pruned.iloc[picks[i] + 1]) - int(g.pruned.iloc[picks[i]])
+        picks[i] += 1
+    return {n: float(g.sparsity.iloc[k]) for (n, g), k in zip(groups, picks)}
+
+
+def adaptive_masks(model: nn.Module, curves: pd.DataFrame, sparsity: float, resolution: int = 4000) -> dict[str, torch.Tensor]:
+    """Per-layer magnitude masks at the sparsities :func:`allocate` chooses from ``curves``."""
+    return layer_masks(model, allocate(curves, sparsity, resolution))
