@@ -115,3 +115,25 @@ def test_layer_macs_by_hand():
     # stem conv: 32x32 outputs x 4 channels x (3 x 3 x 3); the classifier: 16 features x 10 classes
     assert macs["stem.0"] == 32 * 32 * 4 * 27 and macs["fc"] == 16 * 10
     assert macs["layer2.0.conv1"] == 16 * 16 * 8 * 4 * 9  # stride 2: 16x16 outputs, 8 channels from 4
+
+
+def test_train_sparse_masks_the_initial_weights_and_caches_apart(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    train, test = wb.data.load("shapes", "train", subset=128), wb.data.load("shapes", "test", subset=64)
+    kw = dict(epochs=1, batch_size=64, model_kwargs={"width": 4}, progress=False)
+    erk = P.train_sparse("resnet8", train, test, method="erk", sparsity=0.8, seed=3, **kw)
+    torch.manual_seed(3)  # the network seed 3 built
+    init = wb.create_model("resnet8", width=4, num_classes=train.num_classes)
+    want = P.random_masks(init, 0.8, "erk", seed=3)
+    assert all(torch.equal(erk.masks[n], want[n]) for n in want)
+    assert P.sparsity_report(erk.model).attrs["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    again = P.train_sparse("resnet8", train, test, method="erk", sparsity=0.8, seed=3, **kw)  # from the cache
+    assert torch.equal(again.model.fc.weight.cpu(), erk.model.fc.weight.cpu())
+    dense = P.train_sparse("resnet8", train, test, method="dense", sparsity=0.0, seed=3, **kw)
+    assert dense.masks == {} and P.sparsity_report(dense.model).attrs["sparsity"] < 0.01
+    snip = P.train_sparse("resnet8", train, test, method="snip", sparsity=0.8, seed=3, **kw)
+    assert not torch.equal(snip.masks["layer3.0.conv2.weight"], erk.masks["layer3.0.conv2.weight"])
+    with pytest.raises(ValueError, match="method is one of"):
+        P.train_sparse("resnet8", train, test, method="magic", sparsity=0.5)
+    with pytest.raises(ValueError, match="dense run has sparsity 0"):
+        P.train_sparse("resnet8", train, test, method="dense", sparsity=0.5)

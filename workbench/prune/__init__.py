@@ -6,8 +6,14 @@
 >>> round(wb.prune.sparsity_report(wb.prune.apply_masks(model, masks)).attrs["sparsity"], 2)
 0.5
 """
+from .adaptive import LEVELS, adaptive_masks, allocate, joint_distortion, layer_distortion, layer_masks
 from .masks import (Masked, apply_masks, erk_densities, magnitude_masks, prunable, random_masks, snip_masks,
                     sparsity_report)
+from .schedules import GradualMagnitude, IterativeResult, cubic_sparsity, iterative_magnitude, one_shot
+from .structured import block_masks, channel_masks, compact
+from .training import METHODS, initial_masks, sparse_run, train_sparse
 
 __all__ = ["Masked", "apply_masks", "erk_densities", "magnitude_masks", "prunable", "random_masks", "snip_masks",
-           "sparsity_report"]
+           "sparsity_report", "LEVELS", "adaptive_masks", "allocate", "joint_distortion", "layer_distortion",
+           "layer_masks", "block_masks", "channel_masks", "compact", "GradualMagnitude", "IterativeResult", "cubic_sparsity",
+           "iterative_magnitude", "one_shot", "METHODS", "initial_masks", "sparse_run", "train_sparse"]
