@@ -8,6 +8,11 @@
    launch) against ``torch.nn.utils.prune`` (``weight = weight_orig * weight_mask`` recomputed in
    a forward pre-hook), timed round robin, best of ``--repeats``; ratio printed (goal >= 1: ours
    costs no more). Both keep the pruned weights at zero (checked).
+3. Structured agreement: half the filters of every residual block's inner conv removed by L1 norm
+   (Li et al. 2017), by ``wb.prune.compact(model, wb.prune.channel_masks(model, 0.5))`` and by
+   Torch-Pruning's own pruner (``MetaPruner`` with ``MagnitudeImportance(p=1, group_reduction="first")``,
+   the other layers ignored): the share of state-dict entries that differ and the largest output
+   difference (goal 0 and 0), on a ResNet-20 with non-trivial BatchNorm statistics.
 
 Run:  python benchmarks/bench_prune.py [--repeats 5]
 """
@@ -83,6 +88,34 @@ def part2(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sparsity: float, r
     print(f"   torch.nn.utils.prune / wb.prune: {t['torch.nn.utils.prune'] / t['wb.prune.Masked']:.2f}x   (goal >= 1)")
 
 
+def part3(model: nn.Module, x: torch.Tensor) -> None:
+    import torch_pruning as tp
+
+    model = copy.deepcopy(model).eval()
+    gen = torch.Generator().manual_seed(2)
+    for m in model.modules():  # BatchNorm statistics away from their identity defaults
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) * 0.2 - 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+    ours = P.compact(model, P.channel_masks(model, 0.5)).eval()
+    theirs = copy.deepcopy(model)
+    inner = [m.conv1 for m in theirs.modules() if hasattr(m, "conv1") and hasattr(m, "conv2")]
+    ignored = [m for m in theirs.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in inner]
+    tp.pruner.MetaPruner(theirs, x[:2], importance=tp.importance.MagnitudeImportance(p=1, normalizer=None, group_reduction="first"),
+                         pruning_ratio=0.5, ignored_layers=ignored).step()
+    theirs.eval()
+    a, b = ours.state_dict(), theirs.state_dict()
+    same_shapes = list(a) == list(b) and all(a[k].shape == b[k].shape for k in a)
+    differ = sum(int((a[k] != b[k]).sum()) for k in a) if same_shapes else "shapes differ"
+    with torch.no_grad():
+        gap = float((ours(x) - theirs(x)).abs().max())
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    print(f"3. ResNet-20, half the filters of every block's conv1 by L1 norm: {count(model):,} -> {count(ours):,} "
+          f"parameters (Torch-Pruning: {count(theirs):,}); {differ} of {sum(t.numel() for t in a.values()):,} "
+          f"state entries differ, largest output difference {gap:.2g} (goal 0 and 0)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -94,6 +127,7 @@ def main() -> None:
     y = torch.randint(10, (128,), generator=torch.Generator().manual_seed(1))
     part1(model, args.sparsity)
     part2(model, x, y, args.sparsity, args.repeats)
+    part3(model, x)
 
 
 if __name__ == "__main__":
