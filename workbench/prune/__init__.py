@@ -6,6 +6,7 @@
 >>> round(wb.prune.sparsity_report(wb.prune.apply_masks(model, masks)).attrs["sparsity"], 2)
 0.5
 """
+from .activation import TrackDeadNeurons, ap_masks, dead_neuron_rate, iterative_ap, relu_points
 from .adaptive import LEVELS, adaptive_masks, allocate, joint_distortion, layer_distortion, layer_masks
 from .masks import (Masked, apply_masks, erk_densities, magnitude_masks, prunable, random_masks, snip_masks,
                     sparsity_report)
@@ -16,4 +17,5 @@ from .training import METHODS, initial_masks, sparse_run, train_sparse
 __all__ = ["Masked", "apply_masks", "erk_densities", "magnitude_masks", "prunable", "random_masks", "snip_masks",
            "sparsity_report", "LEVELS", "adaptive_masks", "allocate", "joint_distortion", "layer_distortion",
            "layer_masks", "block_masks", "channel_masks", "compact", "GradualMagnitude", "IterativeResult", "cubic_sparsity",
-           "iterative_magnitude", "one_shot", "METHODS", "initial_masks", "sparse_run", "train_sparse"]
+           "iterative_magnitude", "one_shot", "relu_points", "dead_neuron_rate", "TrackDeadNeurons",
+           "ap_masks", "iterative_ap", "METHODS", "initial_masks", "sparse_run", "train_sparse"]

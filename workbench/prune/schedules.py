@@ -292,7 +292,7 @@ def _sparsity_of(masks: Mapping[str, torch.Tensor]) -> tuple[float, int]:
 
 def iterative_magnitude(name: str, train: ImageDataset, test: ImageDataset | None = None, *, sparsity: float,
                         rounds: int, rewind: int | str = 0, seed: int = 0, model_kwargs: dict | None = None,
-                        scope: str = "global", layers: Sequence[str] | None = None,
+                        scope: str = "global", layers: Sequence[str] | None = None, prune=None,
                         **fit_kwargs) -> IterativeResult:
     """Iterative magnitude pruning with rewinding (the lottery-ticket procedure).
 
@@ -317,6 +317,10 @@ def iterative_magnitude(name: str, train: ImageDataset, test: ImageDataset | Non
         rewind: the rewind point, a step count of the dense run (0: the initialization, Frankle &
             Carbin 2019) or epochs as ``"1ep"`` (late rewinding, Frankle et al. 2020).
         scope, layers: which weights are ranked together (see :func:`magnitude_masks`).
+        prune: how a round chooses its masks, ``prune(trained, rewind_state, target, kept) -> masks``
+            (``trained``: the model after the previous round; ``kept``: the previous masks or
+            ``None``); default magnitude among the weights still kept. Its masks enter the cache
+            key through ``Masked``'s digest. :func:`~workbench.prune.iterative_ap` passes AP's.
 
     Returns:
         :class:`IterativeResult`: the per-round table, the final masks and model, and what each round
@@ -360,7 +364,10 @@ def iterative_magnitude(name: str, train: ImageDataset, test: ImageDataset | Non
              "test_acc": dense.test_acc}]
     for k in range(1, rounds + 1):
         target = sparsity if k == rounds else 1 - (1 - p) ** k
-        masks = _kept_magnitude_masks(runs[-1].model, target, scope, layers, masks)
+        if prune is None:
+            masks = _kept_magnitude_masks(runs[-1].model, target, scope, layers, masks)
+        else:
+            masks = prune(runs[-1].model, rewind_state, target, masks)
         res = run(f"round{k}", [Masked(masks)], setup=setup, setup_key={"iterative_magnitude": digest})
         s, kept = _sparsity_of(masks)
         rows.append({"round": k, "target": target, "sparsity": s, "kept": kept, "train_acc": res.train_acc,
