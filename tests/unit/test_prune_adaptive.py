@@ -49,7 +49,8 @@ def test_distortion_curves_measure_one_layer_at_a_time_and_restore_the_weights()
     model = wb.create_model("resnet8", width=4, num_classes=data.num_classes).eval()
     x = data.normalize(data.images)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    curves = A.layer_distortion(model, x, levels=(0.5, 0.9), progress=False)
+    curves = A.layer_distortion(model, x, levels=(0.5, 0.9), progress=False, cache=False)
+    assert curves.equals(A.layer_distortion(model, x, levels=(0.5, 0.9), progress=False))  # through the cache
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # weights restored
     assert set(curves.sparsity) == {0.0, 0.5, 0.9} and (curves[curves.sparsity == 0].distortion == 0).all()
     row = curves[(curves.layer == "layer2.0.conv1.weight") & (curves.sparsity == 0.9)].iloc[0]

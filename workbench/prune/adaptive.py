@@ -24,6 +24,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..cache import cached
+from ..train.cached import model_fingerprint
 from .masks import _check_sparsity, _keep_top, prunable
 
 __all__ = ["LEVELS", "layer_distortion", "joint_distortion", "allocate", "adaptive_masks", "layer_masks"]
@@ -64,19 +66,28 @@ def _distortion(model: nn.Module, inputs: torch.Tensor, reference: torch.Tensor,
 
 
 def layer_distortion(model: nn.Module, inputs: torch.Tensor, levels: Sequence[float] = LEVELS,
-                     layers: Sequence[str] | None = None, batch_size: int = 256, progress: bool = True) -> pd.DataFrame:
+                     layers: Sequence[str] | None = None, batch_size: int = 256, progress: bool = True,
+                     cache: bool = True) -> pd.DataFrame:
     """The output distortion of pruning each layer alone by magnitude at each level.
 
     Args:
         model: evaluated in eval mode (its mode is restored).
         inputs: a calibration batch, normalized as the model expects (``train.normalize(train.images[:256])``).
         levels: candidate sparsities of one layer; 0 is added when missing.
+        cache: keep the curves on disk (``wb.cached``), keyed on the model's weights, the inputs,
+            the levels and the layers: one forward pass per layer and level is the expensive step.
     Returns:
         One row per (layer, level): ``layer`` (parameter name), ``sparsity``, ``params``, ``pruned``
         (weights removed) and ``distortion`` (mean squared change of the logits per example).
     """
     levels = sorted({0.0, *(_check_sparsity(s) for s in levels)})
     params = prunable(model, layers)
+    if cache:
+        key = {"model": model_fingerprint(model), "inputs": inputs.detach().cpu(), "levels": levels,
+               "layers": list(params), "batch_size": batch_size}
+        rows = cached(lambda: layer_distortion(model, inputs, levels, list(params), batch_size, progress,
+                                               cache=False).to_dict("list"), key=key, name="layer_distortion")
+        return pd.DataFrame(rows)
     was = model.training
     model.eval()
     try:
