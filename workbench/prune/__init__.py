@@ -10,6 +10,9 @@ from .activation import TrackDeadNeurons, ap_masks, dead_neuron_rate, iterative_
 from .adaptive import LEVELS, adaptive_masks, allocate, joint_distortion, layer_distortion, layer_masks
 from .masks import (Masked, apply_masks, erk_densities, magnitude_masks, prunable, random_masks, snip_masks,
                     sparsity_report)
+from .n2n import (Controller, N2NResult, RandomPolicy, make_student, n2n_search, random_actions, random_policy,
+                  student_params)
+from .n2n import reward as n2n_reward
 from .schedules import GradualMagnitude, IterativeResult, cubic_sparsity, iterative_magnitude, one_shot
 from .structured import block_masks, channel_masks, compact
 from .training import METHODS, initial_masks, sparse_run, train_sparse
@@ -18,4 +21,5 @@ __all__ = ["Masked", "apply_masks", "erk_densities", "magnitude_masks", "prunabl
            "sparsity_report", "LEVELS", "adaptive_masks", "allocate", "joint_distortion", "layer_distortion",
            "layer_masks", "block_masks", "channel_masks", "compact", "GradualMagnitude", "IterativeResult", "cubic_sparsity",
            "iterative_magnitude", "one_shot", "relu_points", "dead_neuron_rate", "TrackDeadNeurons",
-           "ap_masks", "iterative_ap", "METHODS", "initial_masks", "sparse_run", "train_sparse"]
+           "ap_masks", "iterative_ap", "Controller", "N2NResult", "RandomPolicy", "make_student",
+           "n2n_search", "random_actions", "random_policy", "student_params", "n2n_reward", "METHODS", "initial_masks", "sparse_run", "train_sparse"]
