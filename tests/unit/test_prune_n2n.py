@@ -284,3 +284,54 @@ def test_budget_and_bad_input():
         n2n_search(teacher, scorer=lambda s: 1.0, rollouts_per_update=0)
     with pytest.raises(ValueError, match="policy is 'controller'"):
         n2n_search(teacher, scorer=lambda s: 1.0, policy="greedy")
+
+
+def test_a_frozen_teacher_still_gives_a_trainable_student():
+    teacher = _trained_like()
+    for p in teacher.parameters():
+        p.requires_grad_(False)  # what the Distillation task does to its teacher
+    student, n = make_student(teacher, [1, 0, 1, 1, 1, 1], [1.0, 1.0, 0.5, 1.0, 0.25, 1.0])
+    assert n == student_params(teacher, [1, 0, 1, 1, 1, 1], [1.0, 1.0, 0.5, 1.0, 0.25, 1.0])
+    assert all(p.requires_grad for p in student.parameters())
+    assert not any(p.requires_grad for p in teacher.parameters())  # the teacher's flags are left as they were
+
+
+def test_random_like_matches_a_students_compression_stage_by_stage():
+    teacher = wb.create_model("resnet14", width=4)
+    removal, shrink = [1, 0, 1, 1, 1, 0], [1.0, 1.0, 0.5, 1.0, 0.25, 1.0]
+    after_removal = 1 - student_params(teacher, removal) / RESNET14   # (L1 + L31) / RESNET14 = 0.437
+    target = 1 - student_params(teacher, removal, shrink) / RESNET14
+    draws = []
+    for seed in range(5):
+        keep, ratios = wb.prune.n2n.random_like(teacher, removal, shrink, seed=seed)
+        assert 1 - student_params(teacher, keep) / RESNET14 >= after_removal
+        assert target <= 1 - student_params(teacher, keep, ratios) / RESNET14 <= target + 0.02
+        assert keep[2] == keep[4] == 1 and all(r in RATIOS for r in ratios)
+        assert wb.prune.n2n.random_like(teacher, removal, shrink, seed=seed) == (keep, ratios)
+        draws.append((keep, ratios))
+    assert len({str(d) for d in draws}) > 1
+    # the teacher itself: nothing to remove or shrink, so the random student is the teacher
+    assert wb.prune.n2n.random_like(teacher, None, None) == ([1] * 6, [1.0] * 6)
+    with pytest.raises(ValueError, match="tolerance is the largest excess"):
+        wb.prune.n2n.random_like(teacher, removal, shrink, tolerance=1.0)
+    with pytest.raises(ValueError, match="removal_actions has 2 entries"):
+        wb.prune.n2n.random_like(teacher, [1, 0], None)
+
+
+def test_distill_student_is_one_rollout_outside_the_search():
+    train = wb.data.load("shapes", "train", subset=64)
+    test = wb.data.load("shapes", "test", subset=64)
+    teacher = _trained_like()
+    before = wb.train.model_fingerprint(teacher)
+    removal, shrink = [1, 0, 1, 1, 1, 1], [1.0, 1.0, 0.5, 1.0, 1.0, 0.25]
+    cut = wb.prune.n2n.distill_student(teacher, train, test, removal, shrink, steps=0)
+    student, n = make_student(teacher, removal, shrink)
+    assert cut == {"params": n, "compression": 1 - n / RESNET14, "acc": wb.evaluate(student, test)["acc"]}
+    one = wb.prune.n2n.distill_student(teacher, train, test, removal, shrink, steps=3, batch_size=32, seed=1,
+                                       device="cpu")
+    again = wb.prune.n2n.distill_student(teacher, train, test, removal, shrink, steps=3, batch_size=32, seed=1,
+                                         device="cpu")
+    assert one == again and 0 <= one["acc"] <= 1 and one["params"] == n
+    assert wb.train.model_fingerprint(teacher) == before
+    with pytest.raises(ValueError, match="steps must be an integer >= 0"):
+        wb.prune.n2n.distill_student(teacher, train, test, steps=-1)

@@ -53,7 +53,7 @@ from .structured import _blocks, channel_masks, compact
 
 __all__ = ["RATIOS", "STAGES", "Controller", "RandomPolicy", "random_policy", "random_actions", "block_names",
            "removable_blocks", "layer_features", "make_student", "student_params", "reward", "n2n_search",
-           "N2NResult"]
+           "N2NResult", "random_like", "distill_student"]
 
 RATIOS = (1.0, 0.75, 0.5, 0.25)  # shrink ratios of a block's inner conv1 (share of filters kept)
 STAGES = ("removal", "shrink")
@@ -176,6 +176,10 @@ def make_student(teacher: nn.Module, removal_actions=None, shrink_actions=None) 
     """
     keep, ratios = _check_removal(teacher, removal_actions), _check_shrink(teacher, shrink_actions)
     student = copy.deepcopy(teacher)
+    for p in student.parameters():
+        # a teacher frozen by distillation passes its flags on to a deepcopy, and the pruning graph of
+        # compact() only traces parameters that require gradients
+        p.requires_grad_(True)
     names = list(_blocks(student))
     for name, k in zip(names, keep):
         if not k:
@@ -188,8 +192,6 @@ def make_student(teacher: nn.Module, removal_actions=None, shrink_actions=None) 
             masks.update(channel_masks(student, 1.0 - r, "l1", layers=[f"{name}.conv1"]))
     if masks:
         student = compact(student, masks)
-    for p in student.parameters():
-        p.requires_grad_(True)  # a teacher frozen by distillation passes its flags on to a deepcopy
     return student, sum(p.numel() for p in student.parameters())
 
 
@@ -478,6 +480,82 @@ def random_actions(teacher: nn.Module, compression: float, *, stage: str = "remo
         raise ValueError(f"compression {compression} is out of reach of the {stage} stage: its smallest student "
                          f"has compression {best:.4f}")
     return keep, shrink
+
+
+def random_like(teacher: nn.Module, removal_actions=None, shrink_actions=None, *, seed: int = 0,
+                tolerance: float = 0.02, ratios: Sequence[float] = RATIOS,
+                tries: int = 200) -> tuple[list[int], list[float]]:
+    """A random two-stage student as small as a given one: the random policy's answer at an equal budget.
+
+    Stage by stage like N2N: :func:`random_actions` removes blocks in a random order until the student is
+    at least as compressed as ``removal_actions`` alone, then shrinks random kept blocks until it is at
+    least as compressed as ``(removal_actions, shrink_actions)``. A draw that overshoots that final
+    compression by more than ``tolerance`` (a removed block or a shrink step is coarse) is drawn again,
+    so the random student is never larger and at most ``tolerance`` smaller.
+
+    Args:
+        teacher: the CIFAR ResNet both students are cut from.
+        removal_actions, shrink_actions: the student to match (as for :func:`make_student`).
+        seed: which random student (``seed`` and ``seed + 1`` give different ones; draws never overlap).
+        tolerance: the largest allowed excess compression, in [0, 1).
+        ratios: the shrink choices of the random steps.
+        tries: draws before giving up.
+
+    Returns:
+        ``(removal_actions, shrink_actions)`` of the random student.
+
+    Raises:
+        ValueError: no draw within ``tolerance`` after ``tries`` draws (say a larger ``tolerance``).
+    """
+    keep, shrink = _check_removal(teacher, removal_actions), _check_shrink(teacher, shrink_actions)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise ValueError(f"tolerance is the largest excess compression allowed, in [0, 1), got {tolerance!r}")
+    if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+        raise ValueError(f"tries must be a positive integer, got {tries!r}")
+    total = sum(p.numel() for p in teacher.parameters())
+    after_removal = 1 - student_params(teacher, keep) / total
+    target = 1 - student_params(teacher, keep, shrink) / total
+    for t in range(tries):
+        draw = seed * tries + t
+        r_keep, _ = random_actions(teacher, after_removal, stage="removal", ratios=ratios, seed=draw)
+        try:
+            _, r_shrink = random_actions(teacher, target, stage="shrink", removal_actions=r_keep, ratios=ratios,
+                                         seed=draw)
+        except ValueError:  # this removal leaves too little to shrink down to the target
+            continue
+        if 1 - student_params(teacher, r_keep, r_shrink) / total <= target + tolerance:
+            return r_keep, r_shrink
+    raise ValueError(f"no random student within {tolerance} of compression {target:.4f} in {tries} draws; "
+                     "allow a larger tolerance")
+
+
+def distill_student(teacher: nn.Module, train, test, removal_actions=None, shrink_actions=None, *, steps: int = 50,
+                    seed: int = 0, temperature: float = 4.0, alpha: float = 0.9, batch_size: int = 128,
+                    lr: float = 0.02, device: torch.device | str | None = None, **fit_kwargs) -> dict[str, Any]:
+    """Cut a student from ``teacher``, distill it ``steps`` steps and score it: one rollout of
+    :func:`n2n_search` outside the search (the same defaults), for the final, longer training of the
+    students a search found and of their random counterparts.
+
+    Args:
+        teacher: the trained CIFAR ResNet (left untouched; a frozen copy teaches).
+        train, test: distillation data and where the accuracy is measured.
+        removal_actions, shrink_actions: the student (as for :func:`make_student`).
+        steps: distillation steps (0: score the cut teacher as it is).
+        seed: the student's data order and augmentation.
+        temperature, alpha, batch_size, lr, device, **fit_kwargs: the distillation, as in :func:`n2n_search`.
+
+    Returns:
+        ``{"params", "compression", "acc"}`` (compression ``1 - params / teacher params``).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    frozen = copy.deepcopy(teacher).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    student, n = make_student(teacher, removal_actions, shrink_actions)
+    acc = _distill_score(student, frozen, train, test, steps, seed, device, temperature, alpha,
+                         {"batch_size": batch_size, "lr": lr, **fit_kwargs})
+    return {"params": n, "compression": 1 - n / sum(p.numel() for p in teacher.parameters()), "acc": acc}
 
 
 # -- the search ---------------------------------------------------------------------------------------
