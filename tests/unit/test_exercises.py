@@ -1,4 +1,6 @@
 """Every exercise check passes the reference solution and explains a known-wrong answer."""
+import math
+
 import pytest
 import torch
 
@@ -9,6 +11,19 @@ from workbench.exercises import _solutions as ref
 
 def _uncentered_cka(x, y):
     return float((y.T @ x).pow(2).sum() / (torch.linalg.norm(x.T @ x) * torch.linalg.norm(y.T @ y)))
+
+
+
+def _erk_without_saturation(shapes, sparsity):
+    raw = {n: sum(t) / math.prod(t) for n, t in shapes.items()}
+    eps = (1 - sparsity) * sum(math.prod(t) for t in shapes.values()) / sum(raw[n] * math.prod(t) for n, t in shapes.items())
+    return {n: eps * r for n, r in raw.items()}
+
+
+def _targets_without_crossing(heat, r):
+    share = heat / heat.sum(1, keepdim=True)
+    ranked, order = torch.sort(share, dim=1, descending=True, stable=True)
+    return torch.zeros_like(share).scatter(1, order, (torch.cumsum(ranked, 1) <= r + 1e-9).to(share.dtype))
 
 
 WRONG = {
@@ -25,6 +40,14 @@ WRONG = {
                                                                           dtype=x.dtype)).abs().argmin(-1)],
                    "round half to even"),
     "hypervolume": (lambda pts, r: sum((r - c) * a for c, a in pts if c < r), "the sum of the rectangles"),
+    "erk_densities": (lambda shapes, s: _erk_without_saturation(shapes, s), "above 1"),
+    "best_levels": (lambda curves, need: [min(range(len(o)), key=lambda k: o[k][1]) for o in curves.values()],
+                    "prunes only"),
+    "ap_drop": (lambda w, r, k: torch.ones(w.numel(), dtype=w.dtype).index_fill_(
+                    0, torch.sort((w - r).abs().flatten(), stable=True).indices[:k], 0.0).view(w.shape),
+                "only negative weights"),
+    "mass_targets": (_targets_without_crossing, "keep the channel that crosses r"),
+    "reinforce_loss": (lambda lp, r, b: -(torch.as_tensor(r, dtype=lp.dtype) * lp).mean(), "baseline is missing"),
     "best_allocation": (lambda loss, size, budget: [min(range(len(r)), key=r.__getitem__) for r in loss],
                         "budget ties the layers"),
     "bn_only_parameters": (lambda m: ref.bn_only_parameters(m) | {"fc.weight", "fc.bias"}, "output layer"),

@@ -75,6 +75,28 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write hypervolume(points, ref_size) -> float: the area of the union of the rectangles "
              "[size, ref_size] x [0, accuracy] over the (size, accuracy) points; points of size >= ref_size add nothing.",
              _checks.hypervolume),
+    Exercise("erk_densities", "12_random_pruning.ipynb",
+             "Write erk_densities(shapes, sparsity) -> {layer: density}: eps * sum(shape) / prod(shape) with one eps "
+             "so that the network keeps 1 - sparsity of its weights; a layer whose density would exceed 1 is kept "
+             "dense and eps recomputed for the others.", _checks.erk_densities),
+    Exercise("best_levels", "13_layer_adaptive_pruning.ipynb",
+             "Write best_levels(curves, need) -> list of option indices: curves maps each layer to a list of "
+             "(pruned, distortion) options; pick one per layer so that at least need weights are pruned and the "
+             "summed distortion is smallest.", _checks.best_levels),
+    Exercise("ap_drop", "14_ap_selective_activation.ipynb",
+             "Write ap_drop(weights, reference, k) -> 0/1 tensor of the shape of weights: 0 at the k negative "
+             "weights that moved least (smallest |weights - reference|, ties by flattened position, first first), "
+             "1 elsewhere.", _checks.ap_drop),
+    Exercise("mass_targets", "15_dynamic_pruning.ipynb",
+             "Write mass_targets(heat, r) -> float tensor of 0s and 1s of heat's shape [batch, channels]: in each row, "
+             "rank the channels by their share of the row's total heat (equal shares: lower index first) and mark the "
+             "fewest top channels whose shares add up to at least r (tolerance 1e-9); channels of zero heat are 0.",
+             _checks.mass_targets),
+    Exercise("reinforce_loss", "16_n2n.ipynb",
+             "Write reinforce_loss(log_probs, rewards, baseline) -> scalar tensor: minus the mean over the m rollouts "
+             "of (reward - baseline) * log_prob, so that a gradient descent step on it is REINFORCE's ascent step; "
+             "log_probs is a [m] tensor with a gradient, rewards a list of m numbers, baseline a number.",
+             _checks.reinforce_loss),
 ]}
 
 

@@ -292,3 +292,155 @@ def hypervolume(fn) -> str | None:
                     "add nothing")
         return f"hypervolume({points}, {ref_size}) returned {got:g}, expected {want:g}"
     return None
+
+
+def erk_densities(fn) -> str | None:
+    cases = [({"a": (16, 3, 3, 3), "b": (32, 16, 3, 3), "c": (10, 64)}, 0.8),   # no layer saturates
+             ({"a": (16, 3, 3, 3), "b": (32, 16, 3, 3), "c": (10, 64)}, 0.5),   # "a" and "c" kept dense
+             ({"stem": (8, 3, 3, 3), "x": (64, 64, 3, 3), "y": (64, 64, 3, 3), "fc": (10, 64)}, 0.9)]
+    for shapes, sparsity in cases:
+        got, want = fn(dict(shapes), sparsity), ref.erk_densities(shapes, sparsity)
+        if not isinstance(got, dict) or set(got) != set(shapes):
+            return f"return a dict with a density for each layer {sorted(shapes)}, got {got!r}"
+        if all(math.isclose(got[n], want[n], rel_tol=1e-6, abs_tol=1e-9) for n in shapes):
+            continue
+        size = {n: math.prod(s) for n, s in shapes.items()}
+        if any(d > 1 + 1e-9 for d in got.values()):
+            return (f"erk_densities({shapes}, {sparsity}) gave a density above 1 "
+                    f"({ {n: round(d, 3) for n, d in got.items()} }): keep such a layer dense (density 1) and "
+                    "recompute eps for the others, until none is above 1")
+        kept = sum(got[n] * size[n] for n in shapes)
+        if not math.isclose(kept, (1 - sparsity) * sum(size.values()), rel_tol=1e-6):
+            return (f"erk_densities({shapes}, {sparsity}) keeps {kept:.1f} weights, expected "
+                    f"{(1 - sparsity) * sum(size.values()):.1f}: scale so that sum(density * size) = (1 - sparsity) * total")
+        return (f"erk_densities({shapes}, {sparsity}) returned { {n: round(d, 4) for n, d in got.items()} }, expected "
+                f"{ {n: round(d, 4) for n, d in want.items()} }: the density is eps * sum(shape) / prod(shape)")
+    return None
+
+
+def best_levels(fn) -> str | None:
+    cases = [({"a": [(0, 0.0), (10, 1.0), (20, 5.0)], "b": [(0, 0.0), (30, 2.0), (60, 9.0)]}, 40),
+             ({"a": [(0, 0.0), (5, 0.1), (9, 3.0)], "b": [(0, 0.0), (50, 4.0), (90, 4.5)], "c": [(0, 0.0), (20, 0.5)]}, 95),
+             ({"x": [(0, 0.0), (4, 1.0)], "y": [(0, 0.0), (4, 1.5)], "z": [(0, 0.0), (6, 2.0)]}, 6)]
+    for curves, need in cases:
+        got = fn({k: list(v) for k, v in curves.items()}, need)
+        want = ref.best_levels(curves, need)
+        if not isinstance(got, (list, tuple)) or len(got) != len(curves) or not all(
+                isinstance(k, int) and 0 <= k < len(opts) for k, opts in zip(got, curves.values())):
+            return f"return one option index per layer ({len(curves)} in all), got {got!r}"
+        pruned = sum(opts[k][0] for k, opts in zip(got, curves.values()))
+        cost = sum(opts[k][1] for k, opts in zip(got, curves.values()))
+        best = sum(opts[k][1] for k, opts in zip(want, curves.values()))
+        if pruned < need:
+            return (f"best_levels({curves}, {need}) returned {list(got)}, which prunes only {pruned} weights: the "
+                    f"choice must prune at least need = {need}")
+        if cost > best + 1e-12:
+            return (f"best_levels({curves}, {need}) returned {list(got)} with summed distortion {cost:g}; {want} "
+                    f"reaches {best:g}: try every combination and keep the cheapest that prunes enough")
+    return None
+
+
+def ap_drop(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(200, generator=g, dtype=torch.float64)
+    cases = [  # 0.3 (positive) moved least of all; of the negative weights -0.8, the largest, moved least
+        (torch.tensor([[0.9, -0.8, 0.1], [-0.5, 0.3, -0.7]], dtype=torch.float64),
+         torch.tensor([[0.5, -0.75, 0.2], [-0.1, 0.3, -0.6]], dtype=torch.float64), 1),
+        # a tie: -1, -1 and -3 all moved by 0.5; the first two in flattened order go
+        (torch.tensor([-1.0, -1.0, 2.0, -3.0, -0.2], dtype=torch.float64),
+         torch.tensor([-0.5, -0.5, 2.0, -2.5, -1.0], dtype=torch.float64), 2),
+        (w.view(10, 20), (w + 0.1 * torch.randn(200, generator=g, dtype=torch.float64)).view(10, 20), 17),
+        (w.view(10, 20), w.view(10, 20) * 0.5, 0)]
+    for weights, reference, k in cases:
+        got, want = fn(weights.clone(), reference.clone(), k), ref.ap_drop(weights, reference, k)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(weights.shape):
+            return (f"return a 0/1 tensor of the shape of weights {tuple(weights.shape)}, "
+                    f"got {getattr(got, 'shape', got)}")
+        got = got.to(torch.float64)
+        if torch.equal(got, want):
+            continue
+        zeros = int((got == 0).sum())
+        if zeros != k or not bool(((got == 0) | (got == 1)).all()):
+            return f"ap_drop(..., k={k}) should return 0/1 values with exactly {k} zeros, got {zeros} zeros"
+        if bool((weights[got == 0] >= 0).any()):
+            return (f"ap_drop(..., k={k}) removed a weight that is not negative: AP removes only negative weights "
+                    "(they pull a unit's input towards ReLU's zero); rank the negative ones alone")
+        by_size = weights.flatten().masked_fill(weights.flatten() >= 0, float("-inf"))
+        smallest = torch.ones(weights.numel(), dtype=torch.float64)
+        smallest[torch.sort(by_size, descending=True, stable=True).indices[:k]] = 0
+        if torch.equal(got.flatten(), smallest):
+            return (f"ap_drop(..., k={k}) removed the negative weights of smallest magnitude: rank them by how far "
+                    "training moved them, |weights - reference|, the least moved first")
+        return (f"ap_drop(..., k={k}) put its zeros at flattened positions "
+                f"{(got.flatten() == 0).nonzero().flatten().tolist()[:8]}, expected "
+                f"{(want.flatten() == 0).nonzero().flatten().tolist()[:8]} (ties go by position, the first one first)")
+    return None
+
+
+def mass_targets(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    cases = [(torch.tensor([[4.0, 1.0, 3.0, 2.0]], dtype=torch.float64), 0.7),   # .4 + .3 reach .7 exactly
+             (torch.tensor([[4.0, 1.0, 3.0, 2.0]], dtype=torch.float64), 0.71),  # ... and fall short of .71
+             (torch.tensor([[2.0, 0.0, 2.0, 1.0], [0.0, 0.0, 5.0, 0.0]], dtype=torch.float64), 1.0),  # zeros never fire
+             (torch.tensor([[1.0, 1.0, 1.0, 1.0]], dtype=torch.float64), 0.5),   # ties: lower index first
+             (torch.rand(6, 16, generator=g, dtype=torch.float64) ** 3, 0.8),
+             (torch.rand(6, 16, generator=g, dtype=torch.float64), 0.3)]
+    for heat, r in cases:
+        got, want = fn(heat.clone(), r), ref.mass_targets(heat, r)
+        if not isinstance(got, torch.Tensor) or got.shape != heat.shape:
+            return f"return a tensor of the shape of heat {list(heat.shape)}, got {getattr(got, 'shape', got)}"
+        if torch.equal(got.to(want.dtype), want):
+            continue
+        row = int((got.to(want.dtype) != want).any(1).nonzero()[0])
+        h, gr, wr = heat[row].tolist(), got[row].tolist(), want[row].tolist()
+        share = heat[row] / heat[row].sum()
+        if any(g_ and x == 0 for g_, x in zip(gr, h)):
+            return f"mass_targets({h}, {r}) marked a channel of zero heat: it carries no mass and never fires"
+        if sum(gr) == sum(wr) - 1 and float((share * got[row].to(share.dtype)).sum()) < r - 1e-9:
+            return (f"mass_targets({h}, {r}) returned {gr}, expected {wr}: the kept channels' shares add up to only "
+                    f"{float((share * got[row].to(share.dtype)).sum()):.4g} < r; keep the channel that crosses r too "
+                    "(a channel fires when the channels ranked above it hold less than r)")
+        return (f"mass_targets({h}, {r}) returned {gr}, expected {wr}: rank the channels of each row by their share "
+                "of the row's total, largest first (equal shares: lower index first), and keep the fewest whose "
+                "shares reach r")
+    return None
+
+
+def reinforce_loss(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    cases = [(torch.tensor([-1.2, -0.4, -2.0, -0.7], dtype=torch.float64), [0.5, 0.8, 0.1, 0.6], 0.4),
+             (torch.randn(8, generator=g, dtype=torch.float64) - 2.0,
+              [round(v, 3) for v in torch.rand(8, generator=g, dtype=torch.float64).tolist()], 0.55),
+             (torch.tensor([-0.3, -3.1, -1.0], dtype=torch.float64), [0.7, -1.0, 0.2], 0.0)]  # -1: an invalid student
+    for logp, rewards, baseline in cases:
+        mine = logp.clone().requires_grad_(True)
+        want = ref.reinforce_loss(mine, rewards, baseline)
+        want.backward()
+        lp = logp.clone().requires_grad_(True)
+        got = fn(lp, list(rewards), baseline)
+        if not isinstance(got, torch.Tensor) or got.dim() != 0:
+            return f"return the loss as a scalar tensor (0-dimensional), got {getattr(got, 'shape', got)!r}"
+        if not got.requires_grad:
+            return ("the loss has no gradient: compute it from log_probs with torch operations (no .item(), no "
+                    "float()), so that backward() reaches the policy")
+        got.backward()
+        if lp.grad is not None and torch.allclose(lp.grad, mine.grad) and math.isclose(
+                float(got.detach()), float(want.detach()), rel_tol=1e-6, abs_tol=1e-9):
+            continue
+        m = len(rewards)
+        r = torch.as_tensor(rewards, dtype=logp.dtype)
+        grad = lp.grad if lp.grad is not None else torch.zeros_like(logp)
+        case = f"reinforce_loss({[round(v, 3) for v in logp.tolist()]}, {list(rewards)}, {baseline})"
+        if torch.allclose(grad, -mine.grad):
+            return (f"{case}: the sign is flipped. The optimizer descends the loss, and REINFORCE ascends "
+                    "(reward - baseline) * log_prob: put a minus in front")
+        if baseline and torch.allclose(grad, -r / m):
+            return (f"{case}: the baseline is missing. Weigh each log_prob by reward - baseline (the advantage), "
+                    "not by the reward: the baseline lowers the variance of the gradient without biasing it")
+        if torch.allclose(grad, -(r - r.mean()) / m) and not torch.allclose(grad, mine.grad):
+            return f"{case}: the baseline is given ({baseline}); subtract it, not the mean of this update's rewards"
+        if torch.allclose(grad, m * mine.grad):
+            return f"{case}: take the mean over the {m} rollouts, not the sum"
+        return (f"{case} returned {float(got.detach()):.6g} with gradient {[round(v, 4) for v in grad.tolist()]}; "
+                f"expected {float(want.detach()):.6g} with gradient {[round(v, 4) for v in mine.grad.tolist()]}")
+    return None

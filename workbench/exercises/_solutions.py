@@ -1,6 +1,8 @@
 """Reference solutions of the exercises (not shown in the notebooks)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -104,3 +106,49 @@ def hypervolume(points, ref_size) -> float:
         right = pts[i + 1][0] if i + 1 < len(pts) else ref_size
         area += (right - size) * best
     return area
+
+
+def erk_densities(shapes, sparsity) -> dict:
+    size = {n: math.prod(s) for n, s in shapes.items()}
+    raw = {n: sum(s) / size[n] for n, s in shapes.items()}
+    keep, dense = (1 - sparsity) * sum(size.values()), set()
+    while True:
+        eps = (keep - sum(size[n] for n in dense)) / sum(raw[n] * size[n] for n in raw if n not in dense)
+        over = {n for n in raw if n not in dense and eps * raw[n] > 1}
+        if not over:
+            return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
+        dense |= over
+
+
+def best_levels(curves, need) -> list:
+    import itertools
+
+    best = None
+    for combo in itertools.product(*(range(len(opts)) for opts in curves.values())):
+        picked = [opts[k] for opts, k in zip(curves.values(), combo)]
+        if sum(p for p, _ in picked) >= need:
+            cost = sum(d for _, d in picked)
+            if best is None or cost < best[0]:
+                best = (cost, list(combo))
+    return best[1]
+
+
+def ap_drop(weights, reference, k) -> torch.Tensor:
+    moved = (weights - reference).abs().flatten().double()
+    moved = moved.masked_fill(weights.flatten() >= 0, float("inf"))  # only negative weights can go
+    keep = torch.ones(weights.numel(), dtype=weights.dtype)
+    keep[torch.sort(moved, stable=True).indices[:k]] = 0
+    return keep.view(weights.shape)
+
+
+def mass_targets(heat, r) -> torch.Tensor:
+    share = heat.double() / heat.double().sum(1, keepdim=True).clamp_min(1e-300)
+    ranked, order = torch.sort(share, dim=1, descending=True, stable=True)
+    above = torch.cumsum(ranked, dim=1) - ranked  # the mass of the channels ranked above each one
+    keep = (above < r - 1e-9) & (ranked > 0)
+    return torch.zeros_like(share).scatter_(1, order, keep.double()).to(heat.dtype)
+
+
+def reinforce_loss(log_probs: torch.Tensor, rewards, baseline: float) -> torch.Tensor:
+    advantages = torch.as_tensor(rewards, dtype=log_probs.dtype) - baseline
+    return -(advantages * log_probs).mean()
