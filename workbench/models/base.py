@@ -16,6 +16,7 @@ class WorkbenchModel(nn.Module):
     in_chans: int
     num_classes: int
     img_size: int | None = None
+    min_input_size: int | None = None  # the network's total stride: a smaller image has no pixel left
     hook_layers: tuple[str, ...] = ()
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -37,4 +38,10 @@ class WorkbenchModel(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} was built for {self.img_size}x{self.img_size} images, got "
                 f"{x.shape[-2]}x{x.shape[-1]}; create it with img_size={x.shape[-1]} or resize the data"
+            )
+        if self.min_input_size is not None and min(x.shape[-2:]) < self.min_input_size:
+            raise ValueError(
+                f"{type(self).__name__} has a total stride of {self.min_input_size}: an input of "
+                f"{x.shape[-2]}x{x.shape[-1]} leaves no pixel for its last stage; give it images of at least "
+                f"{self.min_input_size}x{self.min_input_size} (resize the data, or pick the variant built for small images)"
             )
