@@ -4,10 +4,12 @@
 >>> wb.models.list_models("resnet*")[:3]
 ['resnet110', 'resnet14', 'resnet20']
 """
-from . import inception_resnet as _inception_resnet  # noqa: F401  (registers)
+from . import hyperzzw as _hyperzzw  # noqa: F401  (registers)
+from . import inception_resnet as _inception_resnet  # noqa: F401
 from . import mlp as _mlp  # noqa: F401
 from . import mobilenetv2 as _mobilenetv2  # noqa: F401
 from . import packed as _packed  # noqa: F401
+from . import poincare_resnet as _poincare_resnet  # noqa: F401
 from . import resnet_cifar as _resnet_cifar  # noqa: F401
 from . import simplenet as _simplenet  # noqa: F401
 from . import vgg as _vgg  # noqa: F401
@@ -16,10 +18,12 @@ from ._registry import create_model, list_models, register_model
 from .base import WorkbenchModel
 from .count import layer_macs
 from .hooks import HookPoint, count_parameters, hook_points
+from .hyperzzw import HyperZZWNet
 from .inception_resnet import InceptionBlock, InceptionResNet
 from .mlp import MLP
 from .mobilenetv2 import InvertedResidual, MobileNetV2
 from .packed import PackedCifarResNet
+from .poincare_resnet import PoincareResNet
 from .resnet_cifar import BasicBlock, CifarResNet
 from .simplenet import SimpleNet
 from .summary import ModelSummary, summary, summary_table
@@ -30,5 +34,5 @@ __all__ = [
     "create_model", "list_models", "register_model", "WorkbenchModel", "HookPoint", "hook_points",
     "count_parameters", "layer_macs", "CifarResNet", "PackedCifarResNet", "BasicBlock", "MLP", "VisionTransformer",
     "summary", "summary_table", "ModelSummary", "MobileNetV2", "InvertedResidual", "SimpleNet", "VGG",
-    "InceptionResNet", "InceptionBlock",
+    "InceptionResNet", "InceptionBlock", "HyperZZWNet", "PoincareResNet",
 ]
