@@ -18,10 +18,10 @@ import torch
 from .dataset import ImageDataset, to_float, to_uint8, validate_images
 from .loader import Loader, random_crop_flip, random_stream
 from .sources import CIFAR10, FASHION_MNIST, DataUnavailableError, Spec, load_spec
-from .synthetic import SHAPES, make_shapes
+from .synthetic import SHAPES, make_shapes, spiral
 
 __all__ = ["load", "list_datasets", "ImageDataset", "Loader", "DataUnavailableError", "to_float", "to_uint8",
-           "random_crop_flip", "random_stream", "validate_images", "register_dataset"]
+           "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral"]
 
 _DATASETS: dict[str, Callable[[str], ImageDataset]] = {}
 

@@ -70,3 +70,18 @@ def make_shapes(n: int, seed: int = 0, size: int = 32, noise: float = 0.08) -> t
         img = bg * (1 - mask) + fg * mask + noise * torch.randn(m, 3, size, size, generator=g)
         images[start:start + m] = (img.clamp(0, 1) * 255).round().to(torch.uint8)
     return images, labels
+
+
+def spiral(n: int = 1000, turns: float = 2.0, seed: int | None = None, noise: float = 0.0) -> torch.Tensor:
+    """``n`` points along an Archimedean spiral in the plane, centred at the origin: a 2-D manifold
+    (a curve) to push through layers, as in figure 1 of the MobileNetV2 paper. Points run from the
+    centre outwards at radius ``t`` and angle ``2 pi turns t`` for ``t`` in [0, 1]; ``noise`` adds
+    Gaussian jitter of that size (seeded by ``seed``). Returns ``[n, 2]`` float32."""
+    if n < 2 or turns <= 0 or noise < 0:
+        raise ValueError(f"spiral needs n >= 2, turns > 0 and noise >= 0, got n={n}, turns={turns}, noise={noise}")
+    t = torch.linspace(0, 1, n)
+    pts = torch.stack([t * torch.cos(2 * math.pi * turns * t), t * torch.sin(2 * math.pi * turns * t)], dim=1)
+    if noise:
+        g = torch.Generator().manual_seed(0 if seed is None else seed)
+        pts = pts + noise * torch.randn(pts.shape, generator=g)
+    return pts - pts.mean(dim=0)

@@ -150,3 +150,61 @@ def mobilenetv2_cifar(num_classes: int = 10, in_chans: int = 3, width_mult: floa
                       linear_bottleneck: bool = True, dropout: float = 0.0) -> MobileNetV2:
     """MobileNetV2 for 32x32 images: stride-1 stem and second stage (total stride 8)."""
     return MobileNetV2(num_classes, in_chans, width_mult, expansion, linear_bottleneck, dropout, small_input=True)
+
+
+def random_embedding(dim: int, seed: int = 0, in_dim: int = 2) -> torch.Tensor:
+    """The random Gaussian matrix ``T`` (``dim x in_dim``, float64) that :func:`relu_roundtrip` and
+    :func:`relu_information` embed points with, for a seed."""
+    if int(dim) != dim or dim < 1:
+        raise ValueError(f"dim must be a positive integer (the width of the space the points are embedded in), got {dim}")
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn(int(dim), in_dim, generator=g, dtype=torch.float64)
+
+
+def relu_roundtrip(points: torch.Tensor, dim: int, seed: int = 0) -> torch.Tensor:
+    """Figure 1 of the paper: embed ``points`` ``[n, 2]`` in ``dim`` dimensions by a random matrix
+    ``T`` (``dim x 2``, Gaussian, seeded), apply ReLU, and map back with ``T``'s pseudo-inverse:
+    ``pinv(T) relu(T x)``. Returns the recovered points ``[n, 2]`` (float64)."""
+    x = torch.as_tensor(points, dtype=torch.float64)
+    if x.ndim != 2:
+        raise ValueError(f"points must have shape [n, d], got {tuple(x.shape)}")
+    t = random_embedding(dim, seed, x.shape[1])
+    return torch.relu(x @ t.T) @ torch.linalg.pinv(t).T
+
+
+def relu_information(points: torch.Tensor, dims=(2, 3, 5, 10, 15, 30), trials: int = 10, seed: int = 0):
+    """How much of a low-dimensional manifold survives ReLU in ``dim`` dimensions (paper section 3.2).
+
+    For each ``dim`` and ``trials`` random embeddings ``T`` (``dim x d``): ``y = relu(T x)`` for every point.
+
+    * ``lost``: the share of points at which ``x -> relu(T x)`` cannot be inverted, because fewer than
+      ``d`` of the ``dim`` units are active there (the active rows of a Gaussian ``T`` are independent,
+      so ``d`` active units suffice: ``x = pinv(T_active) y_active``). Those points' neighbourhoods are
+      squashed onto a lower-dimensional set: information destroyed.
+    * ``linear_error``: the relative squared error of the best linear read-out of ``x`` from ``y``
+      (least squares over the points): 0 when ``y`` keeps ``x`` linearly.
+    * ``pinv_error``: the relative squared error of the paper's picture, ``pinv(T) y`` against ``x``.
+
+    Returns a DataFrame with one row per (dim, trial).
+    """
+    import pandas as pd
+
+    x = torch.as_tensor(points, dtype=torch.float64)
+    if x.ndim != 2 or x.shape[0] < x.shape[1] + 1:
+        raise ValueError(f"points must have shape [n, d] with n > d, got {tuple(x.shape)}")
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, got {trials}")
+    d, norm = x.shape[1], (x ** 2).sum()
+    rows = []
+    for dim in dims:
+        for trial in range(trials):
+            t = random_embedding(dim, seed * 100_003 + trial, d)
+            pre = x @ t.T
+            y = torch.relu(pre)
+            lost = float(((pre > 0).sum(dim=1) < d).double().mean())
+            design = torch.cat([y, torch.ones(len(y), 1, dtype=y.dtype)], dim=1)
+            w = torch.linalg.lstsq(design, x).solution
+            linear = float(((design @ w - x) ** 2).sum() / norm)
+            pinv = float(((y @ torch.linalg.pinv(t).T - x) ** 2).sum() / norm)
+            rows.append({"dim": int(dim), "trial": trial, "lost": lost, "linear_error": linear, "pinv_error": pinv})
+    return pd.DataFrame(rows)

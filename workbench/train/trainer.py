@@ -98,7 +98,10 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the message names the step and likely causes."""
+    """The loss became NaN or infinite; the message names the step and likely causes (``.step``: the
+    global step whose loss was not finite)."""
+
+    step: int | None = None
 
 
 @dataclass
@@ -439,12 +442,14 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
         def raise_nonfinite(value: float, step: int, applied: bool) -> None:
             where = (f"at global step {step} (epoch {(step - 1) // spe + 1}, batch {(step - 1) % spe + 1}), "
                      f"learning rate {lr_at(step - 1, total_steps, lr, schedule, warmup, milestones, gamma, spe):.4g}")
-            raise NonFiniteLossError(
+            err = NonFiniteLossError(
                 f"the loss became {value} {where}. Likely causes: a learning rate too high for this model "
                 f"(try lr={lr / 10:g}), inputs with NaN/inf values, or an extra loss term that diverged. "
                 + ("The steps after it ran on the GPU before the check, but " if applied else
                    "The weights of this step were not applied and ")
                 + "no checkpoint was written from it.")
+            err.step = step
+            raise err
 
         def flush() -> None:
             """Move the device-side running sums into ``acc`` (one sync); check for a non-finite loss."""
