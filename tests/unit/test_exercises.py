@@ -48,6 +48,14 @@ WRONG = {
                 "only negative weights"),
     "mass_targets": (_targets_without_crossing, "keep the channel that crosses r"),
     "reinforce_loss": (lambda lp, r, b: -(torch.as_tensor(r, dtype=lp.dtype) * lp).mean(), "baseline is missing"),
+    "inverted_residual_macs": (lambda cin, cout, h, w, t, s: (0 if t == 1 else h * w * cin * cin * t)
+                               + h * w * cin * t * (9 + cout), "the stride applies at the depthwise layer"),
+    "plain_params": (lambda layout, cin, k: wb.exercises.solution("plain_params")(layout, cin, k) - sum(
+        2 * (i[0] if isinstance(i, tuple) else i) for i in layout if i != "P"), "two parameters per channel"),
+    "scaled_residual": (lambda x, b, s: x + torch.relu(s * b), "not on the branch alone"),
+    "hyperzzw_conv": (lambda z, k, c: torch.nn.functional.conv2d(z, k.unsqueeze(1), padding=k.shape[-1] // 2,
+                                                                 groups=z.shape[1]), "context is ignored"),
+    "mobius_add": (lambda x, y, c: x + y, "Euclidean addition"),
     "best_allocation": (lambda loss, size, budget: [min(range(len(r)), key=r.__getitem__) for r in loss],
                         "budget ties the layers"),
     "bn_only_parameters": (lambda m: ref.bn_only_parameters(m) | {"fc.weight", "fc.bias"}, "output layer"),

@@ -162,3 +162,55 @@ def test_summary_table_one_row_per_model():
     assert list(t["model"]) == ["ResNet-20", "SimpleNet/4"] and (t["macs"] > 0).all()
     with pytest.raises(ValueError, match="at least one model"):
         summary_table({})
+
+
+def test_relu_information_falls_with_width_and_is_exact_by_hand():
+    from workbench.models.mobilenetv2 import relu_information, relu_roundtrip
+    pts = wb.data.spiral(400)
+    assert pts.shape == (400, 2) and abs(float(pts.mean())) < 1e-6
+    df = relu_information(pts, dims=(2, 3, 5, 15, 30), trials=8).groupby("dim").mean()
+    assert df["lost"].is_monotonic_decreasing and df["linear_error"].is_monotonic_decreasing
+    assert df.loc[2, "lost"] > 0.5 and df.loc[30, "lost"] == 0 and df.loc[30, "linear_error"] < 1e-3
+    # by hand: with T = identity (dim 2), relu keeps only the positive quadrant, and pinv(T) = T
+    x = torch.tensor([[1.0, 2.0], [-1.0, 3.0], [-2.0, -1.0]], dtype=torch.float64)
+    t = torch.eye(2, dtype=torch.float64)
+    assert torch.equal(torch.relu(x @ t.T) @ torch.linalg.pinv(t).T, torch.relu(x))
+    back = relu_roundtrip(pts, 30, seed=3)
+    assert back.shape == pts.shape
+    with pytest.raises(ValueError, match="dim must be a positive integer"):
+        relu_roundtrip(pts, 0)
+    with pytest.raises(ValueError, match="spiral needs n >= 2"):
+        wb.data.spiral(1)
+
+
+def test_model_run_record_and_divergence(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    kw = dict(dataset="shapes", train_subset=64, test_subset=32, epochs=2, batch_size=32, augment=None)
+    rec = wb.train.model_run("resnet8", 0, model_kwargs={"width": 4}, **kw)
+    assert not rec["diverged"] and rec["curve_epoch"] == [1, 2] and rec["curve_step"] == [2, 4]
+    assert rec["params"] == count_parameters(create_model("resnet8", width=4)) and rec["macs"] > 0
+    assert 0 <= rec["test_acc"] <= 1 and rec["train_loss"] == rec["curve_train_loss"][-1]
+    bad = wb.train.model_run("resnet8", 0, model_kwargs={"width": 4}, lr=1e12, momentum=0.0, **kw)
+    assert bad["diverged"] and 1 <= bad["diverged_step"] <= 4 and bad["test_acc"] is None
+
+
+@pytest.mark.parametrize("cin,cout,t,stride", [(16, 24, 6, 2), (24, 24, 6, 1), (32, 16, 1, 1)])
+def test_inverted_residual_exercise_matches_the_counter(cin, cout, t, stride):
+    block = wb.models.InvertedResidual(cin, cout, stride, t)
+    assert summary(block, (cin, 15, 15)).macs == wb.exercises.solution("inverted_residual_macs")(cin, cout, 15, 15, t, stride)
+
+
+def test_plain_params_exercise_matches_simplenet():
+    from workbench.models.simplenet import LAYOUTS
+    assert wb.exercises.solution("plain_params")(list(LAYOUTS["cifar"]), 3, 10) == count_parameters(create_model("simplenet"))
+
+
+def test_steps_to_reach_interpolates_between_logged_points():
+    reach = wb.train.steps_to_reach
+    assert reach([10, 20, 30], [2.0, 1.0, 0.5], 1.5) == 15.0
+    assert reach([10, 20, 30], [2.0, 1.0, 0.5], 2.0) == 10.0  # reached at the first logged point
+    assert reach([10, 20, 30], [2.0, 1.0, 0.5], 0.75) == 25.0
+    assert reach([10, 20], [2.0, 1.0], 0.5) is None
+    assert reach([10, 20], [2.0, float("nan")], 0.5) is None
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        reach([1, 2], [1.0], 0.5)

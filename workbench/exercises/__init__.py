@@ -97,6 +97,30 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "of (reward - baseline) * log_prob, so that a gradient descent step on it is REINFORCE's ascent step; "
              "log_probs is a [m] tensor with a gradient, rewards a list of m numbers, baseline a number.",
              _checks.reinforce_loss),
+    Exercise("inverted_residual_macs", "20_mobilenetv2.ipynb",
+             "Write inverted_residual_macs(cin, cout, h, w, t, stride) -> int: the multiply-adds of one MobileNetV2 block "
+             "on an h x w input: a 1x1 expansion to t * cin channels (none when t == 1), a 3x3 depthwise convolution "
+             "with stride (padding 1: output ceil(h / stride) x ceil(w / stride)), a 1x1 projection to cout channels; "
+             "one multiply-add per weight per output position, BatchNorm and biases ignored.",
+             _checks.inverted_residual_macs),
+    Exercise("plain_params", "19_simplenet.ipynb",
+             "Write plain_params(layout, in_chans, num_classes) -> int: the parameters of a plain network whose layout "
+             "items are an int c (3x3 convolution to c channels with bias, then BatchNorm with scale and shift), a tuple "
+             "(c, 1) (the same with a 1x1 convolution) or 'P' (max-pooling, no parameters), followed by global pooling "
+             "and a linear layer with bias to num_classes.",
+             _checks.plain_params),
+    Exercise("scaled_residual", "17_inception_resnet.ipynb",
+             "Write scaled_residual(x, branch_out, scale) -> tensor: an Inception-ResNet block's output from its input x "
+             "and its linear branch's output (same shape): relu(x + scale * branch_out).",
+             _checks.scaled_residual),
+    Exercise("hyperzzw_conv", "21_hyperzzw.ipynb",
+             "Write hyperzzw_conv(z, kernel, context) -> [batch, C, H, W]: channel c of image b convolved (as F.conv2d, "
+             "cross-correlation, zero padding k // 2, stride 1) with kernel[c] * context[b, c]; z is [batch, C, H, W], "
+             "kernel [C, k, k], context [batch, C, k, k].", _checks.hyperzzw_conv),
+    Exercise("mobius_add", "18_poincare_resnet.ipynb",
+             "Write mobius_add(x, y, c) -> tensor: Möbius addition on the Poincaré ball of curvature -c, "
+             "((1 + 2c<x,y> + c||y||^2) x + (1 - c||x||^2) y) / (1 + 2c<x,y> + c^2 ||x||^2 ||y||^2), coordinates "
+             "along the last dimension of x and y (any leading batch dimensions).", _checks.mobius_add),
 ]}
 
 

@@ -444,3 +444,149 @@ def reinforce_loss(fn) -> str | None:
         return (f"{case} returned {float(got.detach()):.6g} with gradient {[round(v, 4) for v in grad.tolist()]}; "
                 f"expected {float(want.detach()):.6g} with gradient {[round(v, 4) for v in mine.grad.tolist()]}")
     return None
+
+
+def inverted_residual_macs(fn) -> str | None:
+    cases = [(24, 24, 8, 8, 6, 1), (16, 24, 32, 32, 6, 2), (32, 16, 16, 16, 1, 1), (24, 32, 7, 7, 6, 2)]
+    for cin, cout, h, w, t, s in cases:
+        got, want = fn(cin, cout, h, w, t, s), ref.inverted_residual_macs(cin, cout, h, w, t, s)
+        if isinstance(got, float) and got.is_integer():
+            got = int(got)
+        if got == want:
+            continue
+        case = f"inverted_residual_macs(cin={cin}, cout={cout}, h={h}, w={w}, t={t}, stride={s})"
+        mid, ho, wo = cin * t, -(-h // s), -(-w // s)
+        expand = 0 if t == 1 else h * w * cin * mid
+        if got == expand + ho * wo * mid * mid * 9 + ho * wo * mid * cout:
+            return (f"{case} = {got}, expected {want}: the depthwise 3x3 filters each of the {mid} channels on its "
+                    "own (9 weights per channel), not every channel from every channel")
+        if got == h * w * cin * mid + ho * wo * mid * (9 + cout) and t == 1:
+            return f"{case} = {got}, expected {want}: with t == 1 there is no expansion layer (count nothing for it)"
+        if got == expand + h * w * mid * (9 + cout):
+            return (f"{case} = {got}, expected {want}: the stride applies at the depthwise layer, so it and the "
+                    "projection run on the smaller ceil(h / stride) x ceil(w / stride) map")
+        if s > 1 and got == expand + (h // s) * (w // s) * mid * (9 + cout):
+            return f"{case} = {got}, expected {want}: with padding 1 the output side is ceil(h / stride), not h // stride"
+        return f"{case} = {got}, expected {want}"
+    return None
+
+
+def plain_params(fn) -> str | None:
+    cases = [([8, "P", 16], 3, 10), ([4, (8, 1), "P", 6], 1, 5),
+             ([64, 128, 128, 128, "P", 128, 128, 256, "P", 256, 256, "P", 512, (2048, 1), (256, 1), "P", 256], 3, 10)]
+    for layout, cin, classes in cases:
+        got, want = fn(list(layout), cin, classes), ref.plain_params(layout, cin, classes)
+        if got == want:
+            continue
+        case = f"plain_params({layout if len(layout) < 6 else 'the SimpleNet layout'}, {cin}, {classes})"
+        convs = [(i if isinstance(i, tuple) else (i, 3)) for i in layout if i != "P"]
+        if got == want - 3 * sum(c for c, _ in convs):
+            return f"{case} = {got}, expected {want}: count each convolution's bias and BatchNorm's scale and shift"
+        if got == want - 2 * sum(c for c, _ in convs):
+            return f"{case} = {got}, expected {want}: BatchNorm has two parameters per channel (scale and shift)"
+        if got == want - sum(c for c, _ in convs):
+            return f"{case} = {got}, expected {want}: the convolutions have a bias (one per output channel)"
+        if got == want - sum(c * c_in * 8 for (c, k), c_in in zip(convs, [cin] + [c for c, _ in convs]) if k == 1):
+            return f"{case} = {got}, expected {want}: a 1x1 convolution has 1 weight per input channel, not 9"
+        return f"{case} = {got}, expected {want}"
+    return None
+
+
+def scaled_residual(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    x, b = torch.rand(2, 4, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g) * 3
+    for scale in (0.2, 1.0, 0.0):
+        got, want = fn(x.clone(), b.clone(), scale), ref.scaled_residual(x, b, scale)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return f"return a tensor of the input's shape {tuple(x.shape)}, got {getattr(got, 'shape', got)!r}"
+        if torch.allclose(got, want, atol=1e-6):
+            continue
+        case = f"scaled_residual(x, branch_out, scale={scale})"
+        if torch.allclose(got, x + scale * b, atol=1e-6):
+            return f"{case}: apply ReLU after the addition (the block's output is relu(x + scale * branch))"
+        if torch.allclose(got, x + torch.relu(scale * b), atol=1e-6):
+            return f"{case}: ReLU comes after the addition, not on the branch alone"
+        if torch.allclose(got, torch.relu(scale * (x + b)), atol=1e-6):
+            return f"{case}: scale only the branch; the input passes through unscaled"
+        return f"{case} differs from relu(x + scale * branch_out)"
+    return None
+
+
+def hyperzzw_conv(fn) -> str | None:
+    conv2d = torch.nn.functional.conv2d
+    g = torch.Generator().manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+    cases = [  # one image, one channel, a context of ones: a plain convolution of an asymmetric kernel
+        (torch.arange(16.0, **f64).view(1, 1, 4, 4), torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]], **f64),
+         torch.ones(1, 1, 3, 3, **f64)),
+        # two images with their own contexts, a rectangular map
+        (torch.randn(2, 3, 5, 6, generator=g, **f64), torch.randn(3, 3, 3, generator=g, **f64),
+         2 * torch.rand(2, 3, 3, 3, generator=g, **f64)),
+        (torch.randn(3, 2, 7, 7, generator=g, **f64), torch.randn(2, 5, 5, generator=g, **f64),
+         2 * torch.rand(3, 2, 5, 5, generator=g, **f64))]
+    for z, kernel, context in cases:
+        want = ref.hyperzzw_conv(z, kernel, context)
+        got = fn(z.clone(), kernel.clone(), context.clone())
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            return (f"for z of shape {list(z.shape)} and a {kernel.shape[-1]}x{kernel.shape[-1]} kernel, return a tensor "
+                    f"of shape {list(want.shape)} (zero padding k // 2 keeps H and W), got {getattr(got, 'shape', got)}")
+        got = got.detach().to(torch.float64)
+
+        def same(t):
+            return torch.allclose(got, t, rtol=1e-5, atol=1e-6)
+        if same(want):
+            continue
+        k, c = kernel.shape[-1], z.shape[1]
+        plain = conv2d(z, kernel.unsqueeze(1), padding=k // 2, groups=c)
+        if same(plain):
+            return ("the context is ignored: image b's channel c is convolved with kernel[c] * context[b, c], "
+                    "a different kernel for every image")
+        if same(ref.hyperzzw_conv(z, kernel, context[:1].expand_as(context))):
+            return "every image got the context of image 0: image b's kernel is kernel * context[b]"
+        if same(ref.hyperzzw_conv(z, kernel.flip(-1, -2), context.flip(-1, -2))):
+            return ("the kernel is flipped (a convolution in the textbook sense); compute what F.conv2d computes: "
+                    "y[h, w] = sum_ij kernel[i, j] * z_padded[h + i, w + j]")
+        if same(plain * context.mean((-2, -1), keepdim=True)) or same(plain * context.sum((-2, -1), keepdim=True)):
+            return "the context scales the output; it multiplies the kernel tap by tap before the convolution"
+        return (f"for z of shape {list(z.shape)} the values differ from the expected ones by up to "
+                f"{float((got - want).abs().max()):.3g}: check the padding (k // 2 zeros on every side) and the groups "
+                "(one kernel per channel)")
+    return None
+
+
+def mobius_add(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+
+    def ball(shape, c, scale):  # random points of the ball of curvature -c (exp_0 of Gaussian vectors)
+        v = torch.randn(shape, generator=g, dtype=torch.float64) * scale
+        n = v.norm(dim=-1, keepdim=True)
+        return torch.tanh(c ** 0.5 * n) * v / (c ** 0.5 * n)
+
+    cases = [(ball((5, 4), c, 0.8), ball((5, 4), c, 0.8), c) for c in (1.0, 0.3, 2.0)]
+    cases += [(ball((2, 3, 6), 0.5, 1.0), ball((2, 3, 6), 0.5, 1.0), 0.5)]
+    cases += [(torch.tensor([0.3, 0.0], dtype=torch.float64), torch.tensor([0.0, 0.4], dtype=torch.float64), 1.0)]
+    for x, y, c in cases:
+        got, want = fn(x.clone(), y.clone(), c), ref.mobius_add(x, y, c)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return (f"for points of shape {list(x.shape)} return a tensor of that shape (sum over the last dimension "
+                    f"with keepdim=True), got {getattr(got, 'shape', got)}")
+        if torch.allclose(got, want, rtol=1e-9, atol=1e-12):
+            continue
+        case = f"mobius_add(x, y, c={c}) for points of shape {list(x.shape)}"
+        if torch.allclose(got, x + y):
+            return (f"{case} returned x + y, Euclidean addition (the limit c -> 0); on the ball the sum bends: "
+                    "weigh x and y by the coefficients of the formula and divide by its denominator")
+        if torch.allclose(got, ref.mobius_add(y, x, c)):
+            return (f"{case} returned y (+) x: Möbius addition is not commutative; x's coefficient is "
+                    "1 + 2c<x,y> + c||y||^2 and y's is 1 - c||x||^2")
+        if torch.allclose(got, ref.mobius_add(x, y, -c)):
+            return (f"{case}: the signs of the c terms are flipped (that is the sphere's addition, curvature +c); on "
+                    "the ball of curvature -c the inner product enters with +2c")
+        xy = (x * y).sum(-1, keepdim=True)
+        x2, y2 = x.pow(2).sum(-1, keepdim=True), y.pow(2).sum(-1, keepdim=True)
+        if torch.allclose(got, ((1 + 2 * c * xy + c * y2) * x + (1 - c * x2) * y) / (1 + 2 * c * xy + c * x2 * y2)):
+            return f"{case}: the last term of the denominator is c^2 ||x||^2 ||y||^2 (c squared)"
+        i = int((got - want).abs().flatten(0, -2).amax(-1).argmax()) if x.dim() > 1 else 0
+        return (f"{case}: got {[round(v, 6) for v in got.reshape(-1, x.shape[-1])[i].tolist()]} for one pair, "
+                f"expected {[round(v, 6) for v in want.reshape(-1, x.shape[-1])[i].tolist()]}")
+    return None

@@ -152,3 +152,39 @@ def mass_targets(heat, r) -> torch.Tensor:
 def reinforce_loss(log_probs: torch.Tensor, rewards, baseline: float) -> torch.Tensor:
     advantages = torch.as_tensor(rewards, dtype=log_probs.dtype) - baseline
     return -(advantages * log_probs).mean()
+
+
+def inverted_residual_macs(cin, cout, h, w, t, stride) -> int:
+    mid = cin * t
+    ho, wo = -(-h // stride), -(-w // stride)
+    expand = 0 if t == 1 else h * w * cin * mid
+    return expand + ho * wo * mid * 9 + ho * wo * mid * cout
+
+
+def plain_params(layout, in_chans, num_classes) -> int:
+    total, c_in = 0, in_chans
+    for item in layout:
+        if item == "P":
+            continue
+        c, k = item if isinstance(item, tuple) else (item, 3)
+        total += c_in * c * k * k + c + 2 * c
+        c_in = c
+    return total + c_in * num_classes + num_classes
+
+
+def scaled_residual(x: torch.Tensor, branch_out: torch.Tensor, scale: float) -> torch.Tensor:
+    return torch.relu(x + scale * branch_out)
+
+
+def hyperzzw_conv(z, kernel, context) -> torch.Tensor:
+    b, c, h, w = z.shape
+    k = kernel.shape[-1]
+    kernels = (kernel.unsqueeze(0) * context).reshape(b * c, 1, k, k)  # image b, channel c: kernel[c] * context[b, c]
+    y = torch.nn.functional.conv2d(z.reshape(1, b * c, h, w), kernels, padding=k // 2, groups=b * c)
+    return y.view(b, c, h, w)
+
+
+def mobius_add(x, y, c):
+    xy = (x * y).sum(-1, keepdim=True)
+    x2, y2 = x.pow(2).sum(-1, keepdim=True), y.pow(2).sum(-1, keepdim=True)
+    return ((1 + 2 * c * xy + c * y2) * x + (1 - c * x2) * y) / (1 + 2 * c * xy + c * c * x2 * y2)
