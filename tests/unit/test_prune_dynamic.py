@@ -14,6 +14,8 @@ from workbench.prune.dynamic import (GatedBasicBlock, GateReport, MaskPrediction
                                      target_sweep)
 from workbench.prune.structured import channel_masks
 
+from ._models import with_statistics
+
 BLOCKS = ["layer1.0", "layer2.0", "layer3.0"]  # resnet8: one block per stage
 # resnet8 of width 4 on 32x32 images, multiply-adds by hand: stem 32*32*4*27; per block conv1 + conv2
 # (layer1.0: 2 * 32*32*4*4*9; layer2.0: 16*16*8*4*9 + 16*16*8*8*9 + shortcut 16*16*8*4; layer3.0: 8*8*16*8*9 +
@@ -24,14 +26,8 @@ GATES = {"layer1.0": 4 * 4, "layer2.0": 4 * 8, "layer3.0": 8 * 16}
 
 
 def _trained_like(name: str, seed: int = 0) -> nn.Module:
-    """A small ResNet whose BatchNorms hold non-trivial statistics and affine parameters, as after training."""
-    torch.manual_seed(seed)
-    model = wb.create_model(name, width=4)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.5), m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5), m.bias.data.normal_(0, 0.5)
-    return model
+    """A small ResNet (width 4) whose BatchNorms hold non-trivial statistics and affine parameters."""
+    return with_statistics(name, seed, spread=0.5, width=4)
 
 
 def _gated_twin(dense: nn.Module) -> nn.Module:

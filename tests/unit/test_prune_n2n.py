@@ -16,6 +16,8 @@ from workbench.prune.n2n import (RATIOS, Controller, RandomPolicy, block_names, 
 from workbench.prune.structured import block_masks, channel_masks
 from workbench.train import CheckpointError
 
+from ._models import with_statistics
+
 # resnet14, width 4, 3 input channels, 10 classes: parameters by hand
 STEM = 3 * 4 * 9 + 2 * 4                    # 116
 L1 = 2 * (4 * 4 * 9) + 2 * 2 * 4            # 304 per block (layer1.0, layer1.1)
@@ -29,14 +31,8 @@ RESNET8 = STEM + L1 + L20 + L30 + FC                    # 5214
 
 
 def _trained_like(name: str = "resnet14", seed: int = 0) -> nn.Module:
-    """A tiny ResNet in eval mode whose BatchNorms hold non-trivial statistics and affine parameters."""
-    torch.manual_seed(seed)
-    model = wb.create_model(name, width=4)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.5), m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5), m.bias.data.normal_(0, 0.5)
-    return model.eval()
+    """A small ResNet (width 4) whose BatchNorms hold non-trivial statistics and affine parameters, in eval mode."""
+    return with_statistics(name, seed, spread=0.5, width=4).eval()
 
 
 def _x(n: int = 8) -> torch.Tensor:
