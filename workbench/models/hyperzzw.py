@@ -347,11 +347,7 @@ class HyperZZWNet(WorkbenchModel):
                 nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        if min(x.shape[-2:]) < TOTAL_STRIDE:  # also where the base class does not check it
-            raise ValueError(f"{type(self).__name__} has a total stride of {TOTAL_STRIDE}: an input of "
-                             f"{x.shape[-2]}x{x.shape[-1]} is too small; give it images of at least "
-                             f"{TOTAL_STRIDE}x{TOTAL_STRIDE}")
+        self.check_input(x)  # also refuses an input smaller than the total stride (min_input_size)
         x = self.stem(x)  # [batch, W, h, w]
         x = self.blocks(x)  # [batch, 4W, h/4, w/4]
         return self.hook_pool(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))  # [batch, 4W]
