@@ -16,7 +16,8 @@ dict never change, so policies name layers as before (``"layer1.1.conv1"``).
 
 :class:`RandomArch` draws an architecture before every batch of ``wb.fit``; with
 :class:`~workbench.quant.RandomFormats` in the same fit the shared weights learn every architecture
-at every bit width. :func:`joint_search` then searches both with NSGA-II (Optuna), scoring each
+at every bit width. :func:`joint_search` then searches both with NSGA-II (Optuna, through
+:func:`wb.nas.optuna_search <workbench.nas.optuna_search>`, the package's one search loop), scoring each
 candidate by the supernet's accuracy (no retraining; the paper fits light predictors instead) and
 its cost as :func:`arch_cost` counts it: only the blocks and channels that run.
 """
@@ -341,50 +342,47 @@ def joint_search(supernet: nn.Module, data, objective_metric: str = "gbops", n_t
         raise ValueError("fixed_policy needs a quantized supernet (wb.quant.quantize); leave it None for a float one")
     opts = _resolve_choices(_layers(supernet), bits, "joint_search") if search == "joint" else {}
     labels = {n: {_label(o): o for o in v} for n, v in opts.items()}
-    try:
-        import optuna
-    except ImportError as e:
-        raise ImportError("joint_search needs Optuna for NSGA-II: pip install optuna") from e
 
+    from ..nas import SearchSpace, optuna_search
+
+    # one flat space for wb.nas's search loop: depth{s} (a range, suggested as integers), width{s}, and a
+    # format label per searched layer; the same names and order of suggestions as the trials always had
+    n = len(space["depth"])
+    space_nas = SearchSpace({**{f"depth{s + 1}": d for s, d in enumerate(space["depth"])},
+                             **{f"width{s + 1}": w for s, w in enumerate(space["width"])},
+                             **{name: tuple(labels[name]) for name in opts}})
     saved_arch, saved = get_arch(supernet), _formats(supernet, _layers(supernet)) if quantized else None
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     example = data.normalize(data.images[:1])
-    rows, seen = [], {}
-    bar = None
+
+    def arch_of(flat):
+        return {"depth": tuple(flat[f"depth{s + 1}"] for s in range(n)),
+                "width": tuple(flat[f"width{s + 1}"] for s in range(n))}
+
+    def policy_of(flat):
+        return {name: labels[name][flat[name]] for name in opts} if opts else fixed
+
+    def score(flat):
+        if opts:
+            set_policy(supernet, policy_of(flat))
+        r = _measure(supernet, arch_of(flat), data, example, batch_size, bn_data)
+        return {"score": r["acc"], "cost": r[objective_metric], **r}
+
     try:
         if fixed_policy is not None:
             set_policy(supernet, fixed_policy if isinstance(fixed_policy, Mapping)
                        else _uniform(supernet, fixed_policy))
         fixed = get_policy(supernet) if quantized and search == "arch" else None
-        study = optuna.create_study(directions=["maximize", "minimize"],
-                                    sampler=optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed))
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=n_trials, desc=f"{search} search", unit="trial")
-        for t in range(n_trials):
-            trial = study.ask()
-            arch = {"depth": tuple(trial.suggest_int(f"depth{s + 1}", d[0], d[-1])
-                                   for s, d in enumerate(space["depth"])),
-                    "width": tuple(trial.suggest_categorical(f"width{s + 1}", w) for s, w in enumerate(space["width"]))}
-            policy = {n: labels[n][trial.suggest_categorical(n, list(labels[n]))] for n in opts} if opts else fixed
-            key = (arch["depth"], arch["width"], tuple(_label(policy[n]) for n in opts))
-            if key not in seen:  # a candidate met again is not scored twice
-                if opts:
-                    set_policy(supernet, policy)
-                seen[key] = _measure(supernet, arch, data, example, batch_size, bn_data)
-            r = seen[key]
-            study.tell(trial, [r["acc"], r[objective_metric]])
-            rows.append({"trial": t, "arch": arch, "policy": dict(policy) if policy is not None else None, **r})
-            if bar is not None:
-                bar.update(1)
+        found = optuna_search(space_nas, score, n_trials, seed=seed, directions=("maximize", "minimize"),
+                              population_size=population_size, progress=progress, desc=f"{search} search")
     finally:
-        if bar is not None:
-            bar.close()
-        optuna.logging.set_verbosity(verbosity)
         set_arch(supernet, saved_arch)
         if saved is not None:
             _restore(supernet, saved)
+    rows = []
+    for row in found.itertuples(index=False):
+        policy = policy_of(row.arch)
+        rows.append({"trial": row.order, "arch": arch_of(row.arch), "policy": dict(policy) if policy is not None
+                     else None, **{k: getattr(row, k) for k in ("acc", "loss", "weight_mb", "gbops", "macs")}})
     df = pd.DataFrame(rows)
     df["pareto"] = pareto_front(df, objective_metric, "acc")
     return df
