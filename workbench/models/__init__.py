@@ -11,6 +11,7 @@ from . import mobilenetv2 as _mobilenetv2  # noqa: F401
 from . import packed as _packed  # noqa: F401
 from . import poincare_resnet as _poincare_resnet  # noqa: F401
 from . import resnet_cifar as _resnet_cifar  # noqa: F401
+from . import retention as _retention  # noqa: F401
 from . import simplenet as _simplenet  # noqa: F401
 from . import vgg as _vgg  # noqa: F401
 from . import vit as _vit  # noqa: F401
@@ -25,6 +26,7 @@ from .mobilenetv2 import InvertedResidual, MobileNetV2
 from .packed import PackedCifarResNet
 from .poincare_resnet import PoincareResNet
 from .resnet_cifar import BasicBlock, CifarResNet
+from .retention import RMT, ManhattanAttention
 from .simplenet import SimpleNet
 from .summary import ModelSummary, summary, summary_table
 from .vgg import VGG
@@ -35,4 +37,5 @@ __all__ = [
     "count_parameters", "layer_macs", "CifarResNet", "PackedCifarResNet", "BasicBlock", "MLP", "VisionTransformer",
     "summary", "summary_table", "ModelSummary", "MobileNetV2", "InvertedResidual", "SimpleNet", "VGG",
     "InceptionResNet", "InceptionBlock", "HyperZZWNet", "PoincareResNet",
+    "RMT", "ManhattanAttention",
 ]
