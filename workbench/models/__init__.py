@@ -4,6 +4,7 @@
 >>> wb.models.list_models("resnet*")[:3]
 ['resnet110', 'resnet14', 'resnet20']
 """
+from . import halonet as _halonet  # noqa: F401
 from . import hyperzzw as _hyperzzw  # noqa: F401  (registers)
 from . import inception_resnet as _inception_resnet  # noqa: F401
 from . import mlp as _mlp  # noqa: F401
@@ -18,6 +19,7 @@ from . import vit as _vit  # noqa: F401
 from ._registry import create_model, list_models, register_model
 from .base import WorkbenchModel
 from .count import layer_macs
+from .halonet import HaloAttention, HaloNet
 from .hooks import HookPoint, count_parameters, hook_points
 from .hyperzzw import HyperZZWNet
 from .inception_resnet import InceptionBlock, InceptionResNet
@@ -38,4 +40,5 @@ __all__ = [
     "summary", "summary_table", "ModelSummary", "MobileNetV2", "InvertedResidual", "SimpleNet", "VGG",
     "InceptionResNet", "InceptionBlock", "HyperZZWNet", "PoincareResNet",
     "RMT", "ManhattanAttention",
+    "HaloAttention", "HaloNet",
 ]
