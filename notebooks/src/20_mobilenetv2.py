@@ -26,11 +26,9 @@
 #    multiply-adds, the same data, recipe and seeds (three). The paper's claim: the linear
 #    bottleneck is more accurate, by more than the spread over seeds.
 #
-# At laptop scale the first shows and the second does not: a few epochs on a few thousand images
-# leave both networks barely past chance, level within a seed spread of several points (see
-# "Reading the results").
-# This notebook is therefore *mechanism only*: laptop mode asserts the spiral experiment and
-# measures the networks; paper mode asserts the accuracy claim.
+# Both are asserted in laptop mode. Five epochs on 3,000 images are far from the paper's training,
+# so the accuracies are low in absolute terms; what is compared is the gap between two networks
+# that differ in one nonlinearity, against the spread over seeds.
 
 # %%
 import functools
@@ -59,8 +57,10 @@ SEEDS = wb.by_mode(smoke=[0], laptop=[0, 1, 2], paper=[0, 1, 2])
 TRAIN_SUBSET = wb.by_mode(smoke=300, laptop=3_000, paper=None)  # None: all 50,000 images
 TEST_SUBSET = wb.by_mode(smoke=200, laptop=2_000, paper=None)
 EPOCHS = wb.by_mode(smoke=1, laptop=5, paper=120)
+BATCH_SIZE = wb.by_mode(smoke=64, laptop=64, paper=128)  # 3,000 images in batches of 64: 47 steps per epoch
+LR = wb.by_mode(smoke=0.05, laptop=0.05, paper=0.1)  # SGD's peak rate, scaled with the batch (0.2 at 256)
 BACKEND = wb.by_mode(smoke="inprocess", laptop="inprocess", paper="ray")  # paper: one run per GPU on Ray
-CHECK_CLAIM = wb.by_mode(smoke=False, laptop=False, paper=True)  # the accuracy claim; the spiral is checked always
+CHECK_CLAIM = wb.by_mode(smoke=False, laptop=True, paper=True)  # the accuracy claim; the spiral is checked always
 
 # %% [markdown]
 # ## ReLU on a low-dimensional manifold
@@ -149,13 +149,15 @@ cost.figure("macs")
 
 # %% [markdown]
 # Both train with the laptop recipe (one-cycle SGD, label smoothing, crop-and-flip) for `EPOCHS`
-# epochs on `TRAIN_SUBSET` images, three seeds each. `wb.train.model_run` trains one configuration
-# (cached by `wb.train_model`) and returns one record; `wb.sweep` runs the grid and keeps the
-# records, so a rerun or a killed run only does what is missing. In paper mode the same call spreads
-# the runs over GPUs with Ray.
+# epochs on `TRAIN_SUBSET` images, three seeds each, in batches of `BATCH_SIZE` (the recipe's 256
+# would leave 12 steps per epoch on 3,000 images: too few for MobileNetV2, which then stays near
+# chance whichever its bottleneck; the peak rate is scaled down with the batch).
+# `wb.train.model_run` trains one configuration (cached by `wb.train_model`) and returns one record;
+# `wb.sweep` runs the grid and keeps the records, so a rerun or a killed run only does what is
+# missing. In paper mode the same call spreads the runs over GPUs with Ray.
 
 # %%
-recipe = wb.train.recipe("laptop", epochs=EPOCHS)
+recipe = wb.train.recipe("laptop", epochs=EPOCHS, batch_size=BATCH_SIZE, lr=LR)
 constants = dict(model="mobilenetv2_cifar", train_subset=TRAIN_SUBSET, test_subset=TEST_SUBSET, **recipe)
 
 
@@ -216,8 +218,9 @@ zeros.pivot_table(index=["block", "channels"], columns="variant", values="share 
 # 1. The mechanism, in every mode: the share of the spiral that ReLU destroys (`lost`) falls as `n`
 #    grows, strictly from 2 to 10 dimensions (mean over `TRIALS` embeddings), and is zero at 30;
 #    the best linear read-out's error falls with it.
-# 2. The claim, in paper mode: the linear bottleneck is more accurate than the ReLU6 one,
-#    `mean(linear) - mean(ReLU6) > max(std(linear), std(ReLU6), 0.5 points)`. Laptop mode prints it.
+# 2. The claim, in laptop and paper mode: the linear bottleneck is more accurate than the ReLU6
+#    one, `mean(linear) - mean(ReLU6) > max(std(linear), std(ReLU6), 0.5 points)`, and ahead in
+#    every seed.
 
 # %%
 lost = by_dim[("lost", "mean")]
@@ -229,25 +232,31 @@ print("lost:", " ".join(f"n={d}: {v:.1%}" for d, v in lost.items()))
 print(f"linear - ReLU6 bottleneck: {gain:+.2%} (spread {allowed:.2%})")
 assert (lost.loc[[d for d in DIMS if d <= 10]].diff().dropna() < 0).all(), "ReLU should lose less in more dimensions"
 assert lost.loc[max(DIMS)] == 0 and linear_err.is_monotonic_decreasing, "ReLU should lose less in more dimensions"
+per_seed = runs.pivot_table(index="seed", columns="variant", values="test_acc")
+print("per seed:", per_seed.round(4).to_dict("index"))
 if CHECK_CLAIM:
     assert gain > allowed, "the linear bottleneck should beat a ReLU6 after the projection by more than the seed spread"
+    assert (per_seed["linear bottleneck"] > per_seed["ReLU6 after the projection"]).all(), \
+        "the linear bottleneck should be ahead in every seed"
 
 # %% [markdown]
-# **Reading the results.** In laptop mode (2026-12-06, 2 cores, 6.8 minutes from an empty cache) the
+# **Reading the results.** In laptop mode (2026-12-06, 2 cores, 6.5 minutes from an empty cache) the
 # spiral behaved as the paper's figure says. In 2 dimensions ReLU left 78% of the points without two
 # positive units, so their neighbourhoods were flattened beyond recovery; in 3 dimensions 52%, in 5
 # 17%, in 10 0.3% and from 15 on none, and the best linear read-out's error fell from 36% of the
 # spiral to nothing in step. (The pseudo-inverse picture is noisier: a random 2x2 matrix is often
 # nearly singular, hence its huge error at n = 2.)
 #
-# The networks did not settle the accuracy claim. After 5 epochs on 3,000 images both were barely
-# past chance -- 17.6% with linear bottlenecks, 15.4% with a ReLU6 after every projection -- and the
-# spread over seeds (5.5 points) dwarfs the 2.2-point difference. MobileNetV2 trains slowly at first
-# (its loss rises above chance in the first epochs before it falls) and a CPU cannot give it the
-# epochs it needs in a few minutes. The ReLU6 networks do zero about half of every bottleneck, and
-# 84% in the last, widest one, values the linear networks keep (a share of about one half of them
-# is negative); whether that costs accuracy shows only with longer training: try `EPOCHS = 15`
-# (about 20 minutes), or paper mode.
+# The networks showed the claim. After 5 epochs on 3,000 images (235 steps of 64) the MobileNetV2s
+# with linear bottlenecks reached 39.5% test accuracy (spread 1.3 points over three seeds), those
+# with a ReLU6 after every projection 31.4% (spread 2.9): 8.1 points apart at exactly the same
+# parameters and multiply-adds, and the linear network ahead in every seed (39.8 against 32.5, 40.7
+# against 28.2, 38.1 against 33.7). The ReLU6 zeroes about half of every bottleneck's values (47-58%
+# per block); the linear networks have a similar share of negative values (46-55%) and keep them.
+# At width 0.35 the bottlenecks have 8 to 112 channels, the narrow regime where the spiral experiment
+# says a ReLU loses information. (An earlier version of this notebook trained in batches of 256, 60
+# steps in all: both networks stayed within a few points of chance and the gap was inside the seed
+# spread. A claim about training needs enough steps to show.)
 
 # %% [markdown]
 # ## The paper's numbers beside ours
@@ -256,7 +265,7 @@ if CHECK_CLAIM:
 # | --- | --- | --- |
 # | network | MobileNetV2 at width 1.0: 3.4M parameters, 300M multiply-adds on 224x224 ImageNet crops, 72.0% top-1 (table 4) | `mobilenetv2_cifar` at width 0.35 on 32x32 CIFAR-10 images |
 # | our reference layout | `mobilenetv2(num_classes=1000)`: 3,504,872 parameters (as torchvision's), 300.8M multiply-adds (`wb.models.summary`, tested) | |
-# | linear against ReLU6 bottleneck | ImageNet top-1 during training: the linear bottleneck ahead throughout (figure 6a) | see "Reading the results" |
+# | linear against ReLU6 bottleneck | ImageNet top-1 during training: the linear bottleneck ahead throughout (figure 6a) | CIFAR-10 after 5 epochs on 3,000 images: 39.5% against 31.4%, ahead in every seed |
 # | figure 1 | spirals through ReLU in 2, 3, 5, 15 and 30 dimensions: collapsed at 2-3, kept at 15-30 | the same picture, and the measured share lost |
 #
 # The paper trains for days on ImageNet with RMSProp; here a few epochs on a few thousand CIFAR
@@ -271,6 +280,9 @@ if CHECK_CLAIM:
 # - `EXPANSION = 2`: a thinner middle. Does the depthwise layer's ReLU6 start to hurt as well?
 # - In the spiral experiment, make the manifold higher-dimensional (embed a 3-D point cloud,
 #   `torch.randn(1000, 3)`, in `relu_information`): how many dimensions does ReLU then need?
+# - `BATCH_SIZE = 256, LR = 0.2` (the recipe's own): the same epochs in a quarter of the steps. Both
+#   networks stay near chance and the gap drowns in the seed spread: a claim about training needs
+#   enough steps to show.
 
 # %% [markdown]
 # ## Exercise
