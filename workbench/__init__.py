@@ -18,6 +18,8 @@ The curated public API:
 * :mod:`wb.landscape` — loss-landscape directions, 1-D / 2-D slices, sharpness, plots.
 * :mod:`wb.quant` — number formats, fake-quantized layers, calibration (AdaQuant, ZeroQ), mixed precision.
 * :mod:`wb.prune` — pruning masks (random, ERK, magnitude, SNIP) and sparse training through ``fit``.
+* :mod:`wb.attention` — multi-resolution training with scale consistency (ResFormer, a task of ``fit``),
+  accuracy across resolutions, attention-map tools.
 * :mod:`wb.nas` — search spaces as data, NASNet-cell and multi-stage-ViT supernets, ``SampleArch`` for ``fit``,
   random, evolutionary and Optuna search (the one search loop; ``wb.quant.joint_search`` runs on it).
 * :mod:`wb.viz` — plotly figures, live plots, widget detection.
@@ -26,7 +28,7 @@ The curated public API:
 """
 __version__ = "0.1.0"
 
-from . import attribution, bn_only, catalog, config, data, exercises, hessian, guidance, landscape, models, multilabel, nas, probe, prune, quant, results, similarity, ssl, train, transfer, viz
+from . import attention, attribution, bn_only, catalog, config, data, exercises, hessian, guidance, landscape, models, multilabel, nas, probe, prune, quant, results, similarity, ssl, train, transfer, viz
 from .cache import cached
 from .sweep import sweep, sweep_folder
 from .config import by_mode, device, seed_everything
@@ -36,5 +38,5 @@ from .probe import run_with_cache
 from .notebook import setup
 from .train import evaluate, fit, train_model
 
-__all__ = ["__version__", "ssl", "transfer", "guidance", "hessian", "landscape", "multilabel", "nas", "prune", "quant", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
+__all__ = ["__version__", "attention", "ssl", "transfer", "guidance", "hessian", "landscape", "multilabel", "nas", "prune", "quant", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
            "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate", "train_model", "setup", "sweep", "sweep_folder"]

@@ -11,6 +11,7 @@ from . import mlp as _mlp  # noqa: F401
 from . import mobilenetv2 as _mobilenetv2  # noqa: F401
 from . import packed as _packed  # noqa: F401
 from . import poincare_resnet as _poincare_resnet  # noqa: F401
+from . import resformer as _resformer  # noqa: F401
 from . import resnet_cifar as _resnet_cifar  # noqa: F401
 from . import retention as _retention  # noqa: F401
 from . import simplenet as _simplenet  # noqa: F401
@@ -27,6 +28,7 @@ from .mlp import MLP
 from .mobilenetv2 import InvertedResidual, MobileNetV2
 from .packed import PackedCifarResNet
 from .poincare_resnet import PoincareResNet
+from .resformer import ResFormer
 from .resnet_cifar import BasicBlock, CifarResNet
 from .retention import RMT, ManhattanAttention
 from .simplenet import SimpleNet
@@ -40,5 +42,5 @@ __all__ = [
     "summary", "summary_table", "ModelSummary", "MobileNetV2", "InvertedResidual", "SimpleNet", "VGG",
     "InceptionResNet", "InceptionBlock", "HyperZZWNet", "PoincareResNet",
     "RMT", "ManhattanAttention",
-    "HaloAttention", "HaloNet",
+    "HaloAttention", "HaloNet", "ResFormer",
 ]
