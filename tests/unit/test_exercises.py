@@ -56,6 +56,9 @@ WRONG = {
     "hyperzzw_conv": (lambda z, k, c: torch.nn.functional.conv2d(z, k.unsqueeze(1), padding=k.shape[-1] // 2,
                                                                  groups=z.shape[1]), "context is ignored"),
     "mobius_add": (lambda x, y, c: x + y, "Euclidean addition"),
+    "interpolate_pos_embed": (lambda pos, h, w: torch.nn.functional.interpolate(
+        pos.reshape(1, pos.shape[1], math.isqrt(pos.shape[0]), math.isqrt(pos.shape[0])), size=(h, w),
+        mode="bicubic", align_corners=False).reshape(pos.shape[1], h * w).T, "transpose first"),
     "best_allocation": (lambda loss, size, budget: [min(range(len(r)), key=r.__getitem__) for r in loss],
                         "budget ties the layers"),
     "bn_only_parameters": (lambda m: ref.bn_only_parameters(m) | {"fc.weight", "fc.bias"}, "output layer"),

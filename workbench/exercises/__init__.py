@@ -121,6 +121,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write mobius_add(x, y, c) -> tensor: Möbius addition on the Poincaré ball of curvature -c, "
              "((1 + 2c<x,y> + c||y||^2) x + (1 - c||x||^2) y) / (1 + 2c<x,y> + c^2 ||x||^2 ||y||^2), coordinates "
              "along the last dimension of x and y (any leading batch dimensions).", _checks.mobius_add),
+    Exercise("interpolate_pos_embed", "22_resformer.ipynb",
+             "Write interpolate_pos_embed(pos, height, width) -> tensor: a ViT's learned positional embedding pos "
+             "[g * g, dim] (a g x g token grid, row by row) resized to a height x width grid, [height * width, dim] "
+             "row by row: each channel interpolated as an image, bicubic, align_corners=False.",
+             _checks.interpolate_pos_embed),
 ]}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from . import _solutions as ref
 
@@ -589,4 +590,44 @@ def mobius_add(fn) -> str | None:
         i = int((got - want).abs().flatten(0, -2).amax(-1).argmax()) if x.dim() > 1 else 0
         return (f"{case}: got {[round(v, 6) for v in got.reshape(-1, x.shape[-1])[i].tolist()]} for one pair, "
                 f"expected {[round(v, 6) for v in want.reshape(-1, x.shape[-1])[i].tolist()]}")
+    return None
+
+
+def interpolate_pos_embed(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+    cases = [(torch.randn(16, 3, generator=g, **f64), 4, 4),    # the same grid: the table itself
+             (torch.randn(16, 5, generator=g, **f64), 6, 6),    # a larger square grid
+             (torch.randn(36, 4, generator=g, **f64), 3, 5),    # smaller and not square
+             (torch.randn(4, 2, generator=g, **f64), 2, 7)]
+    for pos, h, w in cases:
+        want = ref.interpolate_pos_embed(pos, h, w)
+        got = fn(pos.clone(), h, w)
+        case = f"interpolate_pos_embed(pos of shape {list(pos.shape)}, height={h}, width={w})"
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            return (f"{case}: return a tensor of shape {list(want.shape)} (one row per token of the new grid, "
+                    f"row by row), got {getattr(got, 'shape', got)}")
+        got = got.detach().to(torch.float64)
+
+        def same(t):
+            return got.shape == t.shape and torch.allclose(got, t, rtol=1e-5, atol=1e-7)
+        if same(want):
+            continue
+        n, d = pos.shape
+        k = math.isqrt(n)
+        if same(F.interpolate(pos.reshape(1, d, k, k), size=(h, w), mode="bicubic", align_corners=False)
+                .reshape(d, h * w).T):
+            return (f"{case}: the values are scrambled: pos.reshape(1, dim, g, g) does not put token i * g + j at "
+                    "row i, column j of each channel; transpose first (pos.T is [dim, tokens]), then reshape")
+        grid = pos.T.reshape(1, d, k, k)
+        if same(F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=True).reshape(d, h * w).T):
+            return f"{case}: use align_corners=False (pixel centres, as the models and the paper's code do)"
+        for mode in ("bilinear", "nearest"):
+            if same(F.interpolate(grid, size=(h, w), mode=mode).reshape(d, h * w).T):
+                return f"{case}: that is {mode} interpolation; the exercise asks for mode='bicubic'"
+        if same(F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False).reshape(d, h * w)):
+            return f"{case}: return [tokens, dim]: one row per token, so transpose the [dim, tokens] result back"
+        if same(F.interpolate(grid, size=(w, h), mode="bicubic", align_corners=False).reshape(d, h * w).T):
+            return f"{case}: height and width are swapped: size=(height, width)"
+        return f"{case}: the values differ from the expected ones by up to {float((got - want).abs().max()):.3g}"
     return None

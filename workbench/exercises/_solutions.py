@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -188,3 +189,11 @@ def mobius_add(x, y, c):
     xy = (x * y).sum(-1, keepdim=True)
     x2, y2 = x.pow(2).sum(-1, keepdim=True), y.pow(2).sum(-1, keepdim=True)
     return ((1 + 2 * c * xy + c * y2) * x + (1 - c * x2) * y) / (1 + 2 * c * xy + c * c * x2 * y2)
+
+
+def interpolate_pos_embed(pos, height, width):
+    n, dim = pos.shape
+    g = math.isqrt(n)
+    grid = pos.T.reshape(1, dim, g, g)  # token i * g + j -> row i, column j of every channel
+    out = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
+    return out.reshape(dim, height * width).T
