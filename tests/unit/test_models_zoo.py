@@ -157,6 +157,17 @@ def test_summary_counts_hand_written_matmuls_and_a_rest_row():
     assert list(s.table["block"]) == ["(rest)"]
 
 
+def test_summary_counts_attention_products_on_every_path():
+    # one block of width 48 on 64 patches + the class token: the linear maps, plus 2 T^2 w for the
+    # scores and the weighted sum; the same whether the fused kernel or two matmuls compute them
+    m = create_model("vit_tiny", dim=48, depth=1, heads=2).eval()
+    t, w, hidden = 65, 48, 96
+    linear = 48 * 3 * 16 * 64 + t * (3 * w * w + w * w + 2 * w * hidden) + w * 10
+    assert summary(m, (3, 32, 32)).macs == linear + 2 * t * t * w
+    explicit = create_model("vit_tiny", dim=48, depth=1, heads=2, attn_mask="elm").eval()
+    assert summary(explicit, (3, 32, 32)).macs == linear + 2 * t * t * w
+
+
 def test_summary_table_one_row_per_model():
     t = summary_table({"ResNet-20": create_model("resnet20"), "SimpleNet/4": create_model("simplenet", scale=0.25)})
     assert list(t["model"]) == ["ResNet-20", "SimpleNet/4"] and (t["macs"] > 0).all()

@@ -9,7 +9,10 @@ The multiply-adds come from torch's own counter (``torch.utils.flop_counter.Flop
 counts the FLOPs of convolutions and matrix products per module; a multiply-add is two of them), so
 every architecture is priced by the same rules, including operators written by hand with
 ``torch.matmul``. Elementwise work (activations, BatchNorm at inference, additions) is not counted,
-as in the papers' multiply-add figures. The rows are the model's *blocks*: the finest entries of
+as in the papers' multiply-add figures. Attention's two products (scores and the weighted sum of the
+values) count as well: torch registers its formula for the GPU's fused kernels but not for the CPU's
+(``aten._scaled_dot_product_flash_attention_for_cpu``), so :func:`summary` adds that one with the
+same formula; an attention written as two ``matmul`` calls is counted by torch itself. The rows are the model's *blocks*: the finest entries of
 its ``hook_layers`` (stem, residual blocks, heads), plus a row for the top-level modules outside
 them (the classifier), so that the rows add up to the totals.
 """
@@ -20,11 +23,20 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .count import eval_forward
 
 __all__ = ["ModelSummary", "summary", "summary_table"]
+
+
+def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# operators whose FLOPs torch's counter leaves out: the CPU's fused attention (the GPU's are registered)
+_EXTRA_FORMULAS = {op: _cpu_sdpa_flop for op in
+                   [getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)] if op is not None}
 
 
 @dataclass
@@ -130,7 +142,7 @@ def summary(model: nn.Module, input_size: tuple[int, int, int] | None = None, na
         return hook
 
     handles = [modules[n].register_forward_hook(keep(n)) for n in names]
-    counter = FlopCounterMode(display=False, depth=None)
+    counter = FlopCounterMode(display=False, depth=None, custom_mapping=_EXTRA_FORMULAS)
     with counter:
         eval_forward(model, x, handles)
     counts = counter.get_flop_counts()
