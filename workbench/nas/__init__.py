@@ -12,7 +12,10 @@ True
   al. 2021, arXiv 2109.00642): :func:`vit_stage_space`, :class:`ViTStagesSupernet`, :func:`vit_stages_network`.
 * :mod:`~workbench.nas.search` — :class:`SampleArch` (supernet training in ``wb.fit``), :func:`evaluate`,
   :func:`random_search`, :func:`evolution`, :func:`optuna_search`, :func:`rank_correlation`.
+* :mod:`~workbench.nas.experiments` — the notebooks' runs: the networks registered for ``wb.train_model``,
+  CIFAR-10 at a smaller size (``load_resized``), ``network_run`` (one cached run as a sweep record).
 """
+from . import experiments  # noqa: F401  (registers nas_cell_supernet, nas_cell_network, nas_vit_supernet, nas_vit_stages)
 from .cells import OPS, CellNetwork, CellSupernet, cell_network, cell_space, genotype
 from .search import (SampleArch, cached_evaluator, evaluate, evolution, optuna_search, random_search, rank_correlation,
                      recalibrate_bn)
