@@ -197,3 +197,124 @@ def test_bad_shapes_and_embeddings():
         H.halo_attention(q, k, v, 4, 1, rh, rw)
     with pytest.raises(ValueError, match="both rel_h and rel_w"):
         H.halo_attention(q, k, v, 4, 2, rh, None)
+
+
+# --- convolution-attention hybrids (attn_stages) ---------------------------------------------------------------------
+def test_without_attention_stages_it_is_resnet20_exactly():
+    torch.manual_seed(0)
+    res, conv_only = create_model("resnet20"), create_model("halonet", width=16, attn_stages=())
+    assert list(conv_only.state_dict()) == list(res.state_dict())
+    conv_only.load_state_dict(res.state_dict())
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(conv_only.eval()(x), res.eval()(x), rtol=0, atol=0)
+    assert hook_points(conv_only) == hook_points(res)
+    assert conv_only.min_input_size is None and conv_only(torch.randn(1, 3, 12, 20)).shape == (1, 10)
+
+
+def _hybrid_params(width, stages, heads=4, block=4, halo=2, n=3, classes=10):
+    """By hand: a 3x3 convolution cin -> cout has 9 cin cout weights, an attention layer 3 cin cout (q, k, v)
+    plus 2 (2 (block + halo) - 1) (cout / heads) relative offsets; BatchNorm 2 per channel; a 1x1 shortcut."""
+    total, cin = 3 * width * 9 + 2 * width, width                                  # stem
+    for s, cout in zip((1, 2, 3), (width, 2 * width, 4 * width)):
+        def layer(ci, co):
+            if s in stages:
+                return 3 * ci * co + 2 * (2 * (block + halo) - 1) * (co // heads) + 2 * co
+            return 9 * ci * co + 2 * co
+        for b in range(n):
+            ci = cin if b == 0 else cout
+            total += layer(ci, cout) + layer(cout, cout) + ((ci * cout + 2 * cout) if ci != cout else 0)
+        cin = cout
+    return total + cin * classes + classes
+
+
+@pytest.mark.parametrize("stages,width,params", [((3,), 22, 261_128), ((2, 3), 26, 275_792), ((1, 2, 3), 28, 291_770),
+                                                 ((), 16, 272_474)])
+def test_hybrid_parameter_counts_by_hand_and_near_resnet20(stages, width, params):
+    m = create_model("halonet", width=width, attn_stages=stages)
+    assert count_parameters(m) == _hybrid_params(width, stages) == params
+    assert abs(params / count_parameters(create_model("resnet20")) - 1) < 0.10
+
+
+def test_hybrid_attends_only_in_its_stages():
+    m = create_model("halonet", width=8, depths=(1, 1, 2), heads=2, attn_stages=(3,))
+    names = hook_points(m)
+    assert "layer3.0.attn1.hook_pattern" in names and "layer3.1.attn2.hook_pattern" in names
+    assert not any("hook_pattern" in n for n in names if n.startswith(("layer1", "layer2")))
+    assert isinstance(m.layer3[0], H.HaloBlock) and not isinstance(m.layer2[0], H.HaloBlock)
+    assert m.min_input_size == 16 and m.attn_stages == (3,)
+    out, cache = wb.run_with_cache(m, torch.randn(2, 3, 32, 32), ["layer3.0.attn1.hook_pattern", "layer3.1.attn1.hook_pattern"])
+    assert cache["layer3.0.attn1.hook_pattern"].shape == (2, 2, 16, 16, 64)  # strided block: attends at 16x16
+    assert cache["layer3.1.attn1.hook_pattern"].shape == (2, 2, 4, 16, 64)
+    with pytest.raises(ValueError, match="multiples of 32 \\(stride 4 of its last attention stage x block 8"):
+        create_model("halonet", attn_stages=(2, 3), block=8, width=8)(torch.zeros(1, 3, 48, 48))
+    assert create_model("halonet", attn_stages=(2,), block=8, width=8, heads=2)(torch.zeros(1, 3, 48, 48)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("stages", [(0,), (1, 1), (4,), (True,), "3"])
+def test_bad_attention_stages(stages):
+    with pytest.raises(ValueError, match="attn_stages must name distinct stages among 1, 2, 3"):
+        create_model("halonet", attn_stages=stages)
+
+
+def test_heads_must_divide_the_attention_stages_channels():
+    create_model("halonet", width=11, attn_stages=(3,))  # 44 channels: fine, stages 1-2 are convolutions
+    with pytest.raises(ValueError, match=r"stage 2's channels \(22 = 2 x width\) must be divisible by heads \(4\)"):
+        create_model("halonet", width=11, attn_stages=(2, 3))
+
+
+# --- window_to_image and time_per_image ------------------------------------------------------------------------------
+def test_window_to_image_with_a_covering_halo_is_a_row_of_global_attention():
+    q, k, v = _qkv(8, 8)
+    _, attn = H.halo_attention(q, k, v, 4, 4, return_weights=True)
+    glob = ((q.flatten(2, 3) @ k.flatten(2, 3).transpose(-1, -2)) * 5 ** -0.5).softmax(-1)  # [B, heads, 64, 64]
+    for y, x in [(0, 0), (5, 2), (7, 7), (3, 6)]:
+        torch.testing.assert_close(H.window_to_image(attn, 8, 8, 4, 4, (y, x)), glob[:, :, y * 8 + x].view(2, 3, 8, 8),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_window_to_image_places_the_window_by_hand():
+    """6x8 image, block 2, halo 1: query (3, 4) is in block (1, 2); its window covers rows 1-4 and columns 3-6.
+    Weights numbered 1..16 over the window land there row-major; the rest of the image is 0."""
+    block, halo, h, w = 2, 1, 6, 8
+    weights = torch.zeros(1, 12, 4, 16, dtype=torch.float64)
+    weights[0, 1 * 4 + 2, 1 * 2 + 0] = torch.arange(1.0, 17.0, dtype=torch.float64)
+    img = H.window_to_image(weights, h, w, block, halo, (3, 4))
+    want = torch.zeros(1, h, w, dtype=torch.float64)
+    want[0, 1:5, 3:7] = torch.arange(1.0, 17.0, dtype=torch.float64).view(4, 4)
+    torch.testing.assert_close(img, want, rtol=0, atol=0)
+    corner = H.window_to_image(weights.roll(-6, 1), h, w, block, halo, (1, 0))  # block 0: its window starts in the padding
+    assert corner.shape == (1, 6, 8) and corner[0, 0, 0] == 6 and corner[0, 2, 2] == 16 and corner[0, 3:].abs().sum() == 0
+
+
+def test_window_to_image_bad_input():
+    with pytest.raises(ValueError, match=r"weights must be \[..., blocks, block\^2, \(block \+ 2 halo\)\^2\] = "
+                                         r"\[..., 4, 16, 64\]"):
+        H.window_to_image(torch.zeros(1, 4, 16, 36), 8, 8, 4, 2, (0, 0))
+    with pytest.raises(ValueError, match="query \\(8, 0\\) lies outside the 8x8 image"):
+        H.window_to_image(torch.zeros(1, 4, 16, 64), 8, 8, 4, 2, (8, 0))
+
+
+class _Slow(torch.nn.Module):
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds, self.fc = seconds, torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        __import__("time").sleep(self.seconds)
+        return self.fc(x)
+
+
+def test_time_per_image_ratios_and_columns():
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    fast, slow = _Slow(0.0), _Slow(0.03)
+    table = H.time_per_image({"fast": fast, "slow": slow}, x, y, repeats=2)
+    assert list(table.columns) == ["model", "mode", "seconds_per_image", "relative"] and len(table) == 4
+    rel = table.set_index(["model", "mode"]).relative
+    assert rel["fast", "train"] == 1 and rel["fast", "inference"] == 1
+    assert rel["slow", "train"] > 3 and rel["slow", "inference"] > 3  # 30 ms of sleep against well under 10 ms
+    assert (table.set_index(["model", "mode"]).seconds_per_image.loc["slow"] >= 0.003).all()
+    assert not slow.training and slow.fc.weight.grad is None
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        H.time_per_image({"fast": fast}, x, y, repeats=0)
+    with pytest.raises(ValueError, match="same non-zero number of images"):
+        H.time_per_image({"fast": fast}, x, y[:3])

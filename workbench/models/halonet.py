@@ -22,10 +22,20 @@ one copy), and all blocks attend in one batched matrix product: the attention ma
 Model ``halonet``: a CIFAR ResNet (conv stem, three stages of residual blocks) whose two 3x3
 convolutions per block are :class:`HaloAttention` layers; a stride-2 block attends at full
 resolution and then average-pools 2x2 (as BoTNet and HaloNet's strided blocks keep the attention
-local). Its default width (28) puts it within 10% of ResNet-20's 0.27M parameters. Hook points, in
+local). Its default width (28) puts it within 10% of ResNet-20's 0.27M parameters. ``attn_stages`` picks
+the stages that attend; the others keep ResNet-20's basic blocks (two 3x3 convolutions), as the paper's
+convolution-attention hybrids put convolutions in the early, high-resolution stages, where attention is
+slowest (its section 4, "convolution-attention hybrids": convolutions in the first stages of HaloNet H7
+train about twice as fast at a few tenths of a point of ImageNet accuracy). ``attn_stages=(3,)`` at width 22
+has 96% of ResNet-20's parameters; ``attn_stages=()`` *is* a CIFAR ResNet-20 of base width ``width``
+(the same modules and parameter names). Hook points, in
 forward order: ``stem``, ``layerS``, ``layerS.B``, ``layerS.B.attn1.hook_pattern`` (attention
 weights ``[batch, heads, blocks, block^2, w^2]``), ``layerS.B.hook_relu1``,
-``layerS.B.attn2.hook_pattern``, ``layerS.B.hook_branch``, ``layerS.B.hook_out``, ``hook_pool``.
+``layerS.B.attn2.hook_pattern``, ``layerS.B.hook_branch``, ``layerS.B.hook_out``, ``hook_pool`` (the
+convolution blocks have the same names without the ``attnN.hook_pattern``).
+
+Helpers: :func:`window_to_image` puts one query's weights back on the image (what a query block attends
+to), :func:`time_per_image` measures training and inference cost per image against a baseline in one process.
 """
 from __future__ import annotations
 
@@ -38,8 +48,10 @@ from torch import nn
 from ._registry import register_model
 from .base import WorkbenchModel
 from .hooks import HookPoint
+from .resnet_cifar import BasicBlock
 
-__all__ = ["halo_attention", "halo_attention_naive", "HaloAttention", "HaloBlock", "HaloNet", "halonet"]
+__all__ = ["halo_attention", "halo_attention_naive", "window_to_image", "time_per_image", "HaloAttention", "HaloBlock",
+           "HaloNet", "halonet"]
 
 
 def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int, halo: int, rel_h, rel_w) -> None:
@@ -185,6 +197,84 @@ def halo_attention_naive(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bloc
     return out
 
 
+def window_to_image(weights: torch.Tensor, h: int, w: int, block: int, halo: int, query: tuple[int, int]) -> torch.Tensor:
+    """The attention weights of one query pixel, put back on the image: ``[..., H, W]``, zero outside its window.
+
+    Args:
+        weights: :func:`halo_attention`'s weights ``[..., blocks, block^2, (block + 2 halo)^2]`` (what a layer's
+            ``hook_pattern`` sees), blocks row-major over an ``h x w`` image.
+        query: the query pixel ``(y, x)``.
+
+    Pixels of the window outside the image (padding) carry weight 0 and are dropped; every image pixel outside
+    the window gets 0. With a halo that covers the image the result is a row of global attention's matrix.
+    """
+    win = block + 2 * halo
+    if weights.ndim < 3 or tuple(weights.shape[-3:]) != ((h // block) * (w // block), block * block, win * win) \
+            or h % block or w % block:
+        raise ValueError(f"weights must be [..., blocks, block^2, (block + 2 halo)^2] = [..., {(h // block) * (w // block)}, "
+                         f"{block * block}, {win * win}] for a {h}x{w} image with block {block} and halo {halo} "
+                         f"(block must divide the sides); got {tuple(weights.shape)}")
+    y, x = query
+    if not (0 <= y < h and 0 <= x < w):
+        raise ValueError(f"query {query} lies outside the {h}x{w} image: give (y, x) with 0 <= y < {h}, 0 <= x < {w}")
+    by, bx = y // block, x // block
+    row = weights[..., by * (w // block) + bx, (y % block) * block + x % block, :]          # [..., win^2]
+    row = row.reshape(*row.shape[:-1], win, win)
+    full = row.new_zeros(*row.shape[:-2], h + 2 * halo, w + 2 * halo)                     # the padded image
+    y0, x0 = by * block, bx * block                                                        # window corner, padded coords
+    full[..., y0:y0 + win, x0:x0 + win] = row
+    return full[..., halo:halo + h, halo:halo + w]
+
+
+def time_per_image(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, repeats: int = 3):
+    """Seconds per image of each model, for training (forward, cross-entropy, backward) and inference
+    (eval mode, no autograd) on the batch ``(x, y)``, and each relative to the first model.
+
+    The models take turns within each round after a warm-up round, and the best round counts (as
+    ``benchmarks/_timing.py``), so a busier stretch of a shared machine hits all of them alike: compare the
+    ratios, not the absolute times. The models are left in eval mode with no gradients; their batch-norm
+    statistics move as in training. Returns a DataFrame with columns ``model``, ``mode`` (``"train"``,
+    ``"inference"``), ``seconds_per_image``, ``relative`` (to the first model, same mode).
+    """
+    import time
+
+    import pandas as pd
+
+    if not models or isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"time_per_image needs a non-empty dict of models and an integer repeats >= 1, "
+                         f"got {len(models)} model(s) and repeats={repeats!r}")
+    if x.shape[0] != y.shape[0] or x.shape[0] < 1:
+        raise ValueError(f"x and y must hold the same non-zero number of images, got {x.shape[0]} and {y.shape[0]}")
+    sync = (lambda: torch.cuda.synchronize(x.device)) if x.device.type == "cuda" else (lambda: None)
+
+    def train(m: nn.Module) -> None:
+        m.train()
+        m.zero_grad(set_to_none=True)
+        F.cross_entropy(m(x), y).backward()
+
+    def infer(m: nn.Module) -> None:
+        m.eval()
+        with torch.no_grad():
+            m(x)
+
+    best = {(n, mode): float("inf") for n in models for mode in ("train", "inference")}
+    for r in range(repeats + 1):
+        for mode, fn in (("train", train), ("inference", infer)):
+            for n, m in models.items():
+                sync()
+                t = time.perf_counter()
+                fn(m)
+                sync()
+                if r:
+                    best[n, mode] = min(best[n, mode], time.perf_counter() - t)
+    for m in models.values():
+        m.zero_grad(set_to_none=True)
+        m.eval()
+    first = next(iter(models))
+    return pd.DataFrame([dict(model=n, mode=mode, seconds_per_image=t / x.shape[0], relative=t / best[first, mode])
+                         for (n, mode), t in best.items()])
+
+
 class HaloAttention(nn.Module):
     """HaloNet's attention layer: 1x1 projections to q, k, v, :func:`halo_attention`, heads concatenated.
 
@@ -260,26 +350,40 @@ class HaloNet(WorkbenchModel):
     """CIFAR-sized HaloNet; see the module docstring. Image sides must be multiples of ``4 * block``."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 3, width: int = 28,
-                 depths: tuple[int, int, int] = (3, 3, 3), block: int = 4, halo: int = 2, heads: int = 4):
+                 depths: tuple[int, int, int] = (3, 3, 3), block: int = 4, halo: int = 2, heads: int = 4,
+                 attn_stages: tuple[int, ...] = (1, 2, 3)):
         super().__init__()
         if width < 1 or num_classes < 1 or in_chans < 1:
             raise ValueError(f"width, num_classes and in_chans must be positive, got {width}, {num_classes}, "
                              f"{in_chans}")
         if len(depths) != 3 or any(int(n) < 1 for n in depths):
             raise ValueError(f"depths must be three block counts >= 1 (one per stage), got {depths}")
-        if width % heads:
-            raise ValueError(f"width ({width}) must be divisible by heads ({heads}); "
-                             f"heads that divide it: {[n for n in range(1, width + 1) if width % n == 0]}")
+        attn_stages = tuple(attn_stages)
+        if any(isinstance(s, bool) or s not in (1, 2, 3) for s in attn_stages) or len(set(attn_stages)) < len(attn_stages):
+            raise ValueError(f"attn_stages must name distinct stages among 1, 2, 3 (the ones that attend; the others "
+                             f"use 3x3 convolutions), e.g. (1, 2, 3), (2, 3), (3,) or (); got {attn_stages!r}")
+        for s in sorted(attn_stages):
+            c = width * 2 ** (s - 1)
+            if c % heads:
+                what = f"width ({width})" if s == 1 else f"stage {s}'s channels ({c} = {2 ** (s - 1)} x width)"
+                raise ValueError(f"{what} must be divisible by heads ({heads}); heads that divide it: "
+                                 f"{[n for n in range(1, c + 1) if c % n == 0]}")
         if isinstance(block, bool) or not isinstance(block, int) or block < 1:
             raise ValueError(f"block must be an integer >= 1, got {block!r}")
         self.in_chans, self.num_classes, self.block = in_chans, num_classes, block
-        self.min_input_size = 4 * block  # the last stage (stride 4) needs at least one block
+        self.attn_stages = tuple(sorted(attn_stages))
+        # the last attention stage (stride 2^(s-1)) needs at least one block; convolutions alone need nothing
+        self.min_input_size = 2 ** (max(attn_stages) - 1) * block if attn_stages else None
         self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU())
         stages, cin = [], width
         for s, (cout, n) in enumerate(zip((width, 2 * width, 4 * width), depths)):
-            stages.append(nn.Sequential(*[HaloBlock(cin if b == 0 else cout, cout, 2 if (s and b == 0) else 1,
-                                                    heads, block, halo) for b in range(int(n))]))
+            blocks = []
+            for b in range(int(n)):
+                ci, stride = (cin if b == 0 else cout), (2 if (s and b == 0) else 1)
+                blocks.append(HaloBlock(ci, cout, stride, heads, block, halo) if s + 1 in attn_stages
+                              else BasicBlock(ci, cout, stride))
+            stages.append(nn.Sequential(*blocks))
             cin = cout
         self.layer1, self.layer2, self.layer3 = stages
         self.hook_pool = HookPoint()
@@ -293,10 +397,12 @@ class HaloNet(WorkbenchModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        if x.shape[-2] % self.min_input_size or x.shape[-1] % self.min_input_size:
-            m = self.min_input_size
+        m = self.min_input_size
+        if m is not None and (x.shape[-2] % m or x.shape[-1] % m):
+            st = m // self.block
             raise ValueError(f"HaloNet with block {self.block} needs image sides that are multiples of {m} "
-                             f"(stride 4 x block {self.block}: {m}, {2 * m}, {3 * m}, ...), "
+                             f"(stride {st} of its last attention stage x block {self.block}: {m}, {2 * m}, "
+                             f"{3 * m}, ...), "
                              f"got {x.shape[-2]}x{x.shape[-1]}; "
                              f"pad or resize the images, or create the model with a block that divides (side / 4)")
         x = self.stem(x)          # [batch, W, h, w]
@@ -311,7 +417,10 @@ class HaloNet(WorkbenchModel):
 
 @register_model
 def halonet(num_classes: int = 10, in_chans: int = 3, width: int = 28, depths: tuple[int, int, int] = (3, 3, 3),
-            block: int = 4, halo: int = 2, heads: int = 4) -> HaloNet:
-    """CIFAR HaloNet: ResNet-20's layout with local self-attention for every 3x3 convolution; the defaults
-    (width 28, block 4, halo 2, 4 heads) have about ResNet-20's parameter count."""
-    return HaloNet(num_classes, in_chans, width, tuple(depths), block, halo, heads)
+            block: int = 4, halo: int = 2, heads: int = 4, attn_stages: tuple[int, ...] = (1, 2, 3)) -> HaloNet:
+    """CIFAR HaloNet: ResNet-20's layout with local self-attention for the 3x3 convolutions of the stages in
+    ``attn_stages`` (the others keep ResNet-20's basic blocks: the paper's convolution-attention hybrids).
+    The defaults (width 28, block 4, halo 2, 4 heads, attention everywhere) have about ResNet-20's parameter
+    count; so does ``attn_stages=(3,)`` at ``width=22``. ``attn_stages=()`` is a CIFAR ResNet-20 of base width
+    ``width``, with ResNet-20's parameter names."""
+    return HaloNet(num_classes, in_chans, width, tuple(depths), block, halo, heads, tuple(attn_stages))
