@@ -30,9 +30,9 @@
 # scale-consistency loss, then tested with the test images resized to every size from 16 to 64 pixels.
 # 16, 48, 56 and 64 are unseen by both networks. **The budget is equal epochs and images**, as in the
 # paper: multi-resolution training sees every image three times per epoch and costs about three times the
-# multiply-adds (3.1 times here, the cost table below). We compare at equal epochs because the claim is about *which*
+# multiply-adds (3.2 times here, the cost table below). We compare at equal epochs because the claim is about *which*
 # resolutions a network can handle, not how fast it reaches an accuracy; the control at equal
-# multiply-adds (the single-resolution network trained 3.1 times longer) is in "What to try next".
+# multiply-adds (the single-resolution network trained 3.2 times longer) is in "What to try next".
 #
 # At laptop scale the claim does not show: a few epochs on a few thousand images leave a ViT at about a
 # quarter of the test images right, with colour and coarse layout as its only cues, which survive resizing,
@@ -259,7 +259,7 @@ if CHECK_CLAIM:
 # network gives the answer it gives at 32 pixels more often: on average over the unseen sizes 86.2%,
 # 84.2% and 83.9% of the time in seeds 0, 1 and 2, against 76.0%, 83.5% and 79.5% for the
 # single-resolution network (seed 1 by a hair), and most at 16 pixels (81-82% against 71-80%): the
-# consistency loss is trained to do exactly that. It cost 3.1 times the multiply-adds per epoch.
+# consistency loss is trained to do exactly that. It cost 3.2 times the multiply-adds per epoch (attention products counted).
 
 # %% [markdown]
 # ## What to try next
@@ -267,7 +267,7 @@ if CHECK_CLAIM:
 # - `POS = ["global_local", "interp"]`: the plain interpolated embedding beside the global-local one, under
 #   both trainings (paper mode does it). Which half of ResFormer carries the unseen sizes?
 # - The equal-multiply-adds control: `TRAININGS = {"32 px only": [32]}` with `EPOCHS` times the cost ratio
-#   printed above (about 3.1x). Does more training at one size buy the other sizes too?
+#   printed above (about 3.2x). Does more training at one size buy the other sizes too?
 # - `EPOCHS = 12, TRAIN_SUBSET = 10_000` (about half an hour): a network that has learned more than colour.
 #   Does the single-resolution one start to fall off at the unseen sizes?
 # - `TRAININGS["16/32/48 px + consistency"] = [48, 32, 16]`, or `KL_WEIGHT = 1.0` with `FEATURE_WEIGHT = 0`

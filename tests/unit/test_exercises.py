@@ -56,6 +56,15 @@ WRONG = {
     "hyperzzw_conv": (lambda z, k, c: torch.nn.functional.conv2d(z, k.unsqueeze(1), padding=k.shape[-1] // 2,
                                                                  groups=z.shape[1]), "context is ignored"),
     "mobius_add": (lambda x, y, c: x + y, "Euclidean addition"),
+    "equal_score_retention": (lambda v, g: ref.equal_score_retention(v, g) * v.shape[1] * v.shape[2], "1/N"),
+    "manhattan_decay_matrix": (lambda h, w, g: g ** (torch.arange(h * w)[:, None] - torch.arange(h * w)[None, :]).abs()
+                               .double(), "1-D decay"),
+    "kendall_tau": (lambda a, b: sum((a[i] - a[j]) * (b[i] - b[j]) > 0 for i in range(len(a))
+                                     for j in range(i + 1, len(a))) / (len(a) * (len(a) - 1) / 2),
+                    "subtract the discordant"),
+    "vit_block_macs": (lambda t, w, r: t * (4 * w * w + 2 * w * int(w * r)), "the linear maps only"),
+    "halo_window": (lambda y, x, h, w, b, hl: (max(0, y - hl), min(h, y + hl + 1), max(0, x - hl), min(w, x + hl + 1)),
+                    "centred on the query pixel"),
     "interpolate_pos_embed": (lambda pos, h, w: torch.nn.functional.interpolate(
         pos.reshape(1, pos.shape[1], math.isqrt(pos.shape[0]), math.isqrt(pos.shape[0])), size=(h, w),
         mode="bicubic", align_corners=False).reshape(pos.shape[1], h * w).T, "transpose first"),

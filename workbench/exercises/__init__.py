@@ -126,6 +126,28 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "[g * g, dim] (a g x g token grid, row by row) resized to a height x width grid, [height * width, dim] "
              "row by row: each channel interpolated as an image, bicubic, align_corners=False.",
              _checks.interpolate_pos_embed),
+    Exercise("equal_score_retention", "24_retnet_conv.ipynb",
+             "Write equal_score_retention(v, gamma) -> [C, H, W]: Manhattan self-attention in the paper's form, "
+             "(softmax(S) * D) V, when every score is equal, over the H * W positions of v (row-major tokens, "
+             "D[n, m] = gamma^(|y_n - y_m| + |x_n - x_m|)); as attention or as a depthwise convolution.",
+             _checks.equal_score_retention),
+    Exercise("manhattan_decay_matrix", "25_rmt.ipynb",
+             "Write manhattan_decay_matrix(h, w, gamma) -> [h*w, h*w] float tensor: D[n, m] = "
+             "gamma^(|y_n - y_m| + |x_n - x_m|) for the tokens of an h x w grid numbered row by row (n = y * w + x).",
+             _checks.manhattan_decay_matrix),
+    Exercise("kendall_tau", "26_nasnet.ipynb",
+             "Write kendall_tau(a, b) -> float: Kendall's tau of two lists of scores of the same n candidates without "
+             "ties: (concordant pairs - discordant pairs) / (n (n - 1) / 2), over all pairs i < j.", _checks.kendall_tau),
+    Exercise("vit_block_macs", "27_vit_resnas.ipynb",
+             "Write vit_block_macs(tokens, width, mlp_ratio) -> int: the multiply-adds of one pre-norm transformer block: "
+             "qkv (width -> 3 width), the scores q k^T and the weighted sum of the values (tokens x tokens x width each), "
+             "the output projection (width -> width) and the MLP (width -> int(width * mlp_ratio) -> width); one "
+             "multiply-add per weight per token for the linear maps; biases, norms, softmax and activations ignored.",
+             _checks.vit_block_macs),
+    Exercise("halo_window", "23_halonet.ipynb",
+             "Write halo_window(y, x, h, w, block, halo) -> (y0, y1, x0, x1): the image rows y0 <= row < y1 and columns "
+             "x0 <= col < x1 that the query at (y, x) attends to in HaloNet's blocked local attention: its block x block "
+             "query block grown by halo pixels on every side, cropped to the h x w image.", _checks.halo_window),
 ]}
 
 

@@ -631,3 +631,134 @@ def interpolate_pos_embed(fn) -> str | None:
             return f"{case}: height and width are swapped: size=(height, width)"
         return f"{case}: the values differ from the expected ones by up to {float((got - want).abs().max()):.3g}"
     return None
+
+
+def equal_score_retention(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    cases = [(torch.randn(2, 3, 4, generator=g, dtype=torch.float64), 0.5),
+             (torch.randn(3, 5, 5, generator=g, dtype=torch.float64), 0.8),
+             (torch.randn(1, 4, 7, generator=g, dtype=torch.float64), 0.95),
+             (torch.randn(2, 3, 3, generator=g, dtype=torch.float64), 1.0)]
+    for v, gamma in cases:
+        c, h, w = v.shape
+        want = ref.equal_score_retention(v, gamma)
+        got = fn(v.clone(), gamma)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            return (f"for v of shape {list(v.shape)} return a tensor of the same shape [C, H, W], "
+                    f"got {getattr(got, 'shape', got)}")
+        got = got.detach().to(torch.float64)
+
+        def same(t):
+            return torch.allclose(got, t, rtol=1e-6, atol=1e-9)
+        if same(want):
+            continue
+        case = f"v of shape {list(v.shape)}, gamma={gamma}"
+        if same(want * h * w):
+            return f"{case}: the output is N = H * W times too large: with equal scores the softmax is 1/N, not 1"
+        ones = ref.equal_score_retention(torch.ones_like(v), gamma)
+        if same(want / ones):
+            return (f"{case}: every row of weights was renormalised to sum to 1 (RMT's released code); the paper's "
+                    "form keeps softmax(S) * D = D / N, whose rows sum to less than 1")
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        p = torch.stack([ys.flatten(), xs.flatten()], -1).to(torch.float64)
+        euclid = gamma ** torch.cdist(p, p) / (h * w)
+        if same((euclid @ v.flatten(1).T).T.reshape(c, h, w)):
+            return f"{case}: that decays with the Euclidean distance; RMT's decay uses |dy| + |dx| (Manhattan)"
+        return (f"{case}: the values differ from the expected ones by up to {float((got - want).abs().max()):.3g}; "
+                "check the tokens' order (row-major), the kernel's reach (every pair of positions) and the zero padding")
+    return None
+
+
+def manhattan_decay_matrix(fn) -> str | None:
+    for h, w, gamma in ((2, 3, 0.5), (3, 2, 0.7), (4, 4, 0.9), (1, 5, 0.6)):
+        want = ref.manhattan_decay_matrix(h, w, gamma)
+        got = fn(h, w, gamma)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (h * w, h * w):
+            return f"manhattan_decay_matrix({h}, {w}, {gamma}) should be a tensor [{h * w}, {h * w}], got {getattr(got, 'shape', got)}"
+        got = got.detach().to(torch.float64)
+
+        def same(t):
+            return torch.allclose(got, t.to(torch.float64), rtol=1e-6, atol=1e-12)
+        if same(want):
+            continue
+        case = f"manhattan_decay_matrix({h}, {w}, {gamma})"
+        n = torch.arange(h * w)
+        if same(gamma ** (n[:, None] - n[None, :]).abs()):
+            return (f"{case}: that is RetNet's 1-D decay over the flattened sequence (gamma^|n - m|); RMT's is 2-D: "
+                    "gamma^(|y_n - y_m| + |x_n - x_m|)")
+        col = torch.stack([n % h, n // h], -1)             # column-major numbering: n = x * h + y
+        if same(gamma ** (col[:, None] - col[None, :]).abs().sum(-1)):
+            return f"{case}: the tokens are numbered column by column; number them row by row, n = y * w + x"
+        ys, xs = n // w, n % w
+        dy, dx = (ys[:, None] - ys[None, :]).abs(), (xs[:, None] - xs[None, :]).abs()
+        if same(gamma ** (dy ** 2 + dx ** 2).double().sqrt()):
+            return f"{case}: that decays with the Euclidean distance; use the Manhattan distance |dy| + |dx|"
+        if same(gamma ** torch.maximum(dy, dx)):
+            return f"{case}: that decays with the larger of |dy| and |dx|; use their sum, |dy| + |dx|"
+        return f"{case}: the values differ from gamma^(|dy| + |dx|) by up to {float((got - want).abs().max()):.3g}"
+    return None
+
+
+def kendall_tau(fn) -> str | None:
+    cases = [([1, 2, 3, 4], [1, 3, 2, 4]),                      # 5 concordant pairs, 1 discordant: 2/3
+             ([0.1, 0.5, 0.3], [30.0, 20.0, 10.0]),             # unsorted scores, mostly reversed
+             ([0.31, 0.28, 0.33, 0.25, 0.30], [0.52, 0.51, 0.50, 0.49, 0.53]),  # proxy scores against accuracies
+             ([3, 1, 2], [3, 1, 2])]                            # the same order: 1
+    for a, b in cases:
+        got, want = fn(list(a), list(b)), ref.kendall_tau(a, b)
+        if not isinstance(got, (int, float)):
+            return f"return a number, got {got!r}"
+        if math.isclose(got, want, abs_tol=1e-9):
+            continue
+        n = len(a)
+        concordant = sum((a[i] - a[j]) * (b[i] - b[j]) > 0 for i in range(n) for j in range(i + 1, n))
+        if math.isclose(got, concordant / (n * (n - 1) / 2), abs_tol=1e-9):
+            return (f"kendall_tau({a}, {b}) returned {got:g}, the share of concordant pairs: subtract the discordant "
+                    f"pairs too, so that reversed rankings give -1 (expected {want:g})")
+        return f"kendall_tau({a}, {b}) returned {got:g}, expected {want:g}"
+    return None
+
+
+def vit_block_macs(fn) -> str | None:
+    cases = [(65, 48, 2.0), (17, 96, 4.0), (5, 128, 2.0), (10, 30, 2.5), (1, 8, 1.0)]
+    for tokens, width, ratio in cases:
+        got, want = fn(tokens, width, ratio), ref.vit_block_macs(tokens, width, ratio)
+        if not isinstance(got, int) or isinstance(got, bool):
+            return f"return a whole number (an int), got {got!r}"
+        if got == want:
+            continue
+        if got == want - 2 * tokens * tokens * width:
+            return (f"vit_block_macs({tokens}, {width}, {ratio}) returned {got}: the linear maps only; add the attention "
+                    f"scores q k^T and the weighted sum of the values, tokens x tokens x width each (expected {want})")
+        return f"vit_block_macs({tokens}, {width}, {ratio}) returned {got}, expected {want}"
+    return None
+
+
+def halo_window(fn) -> str | None:
+    cases = [(5, 6, 8, 8, 4, 2), (0, 0, 8, 8, 4, 2), (7, 3, 8, 12, 4, 1), (3, 10, 6, 12, 3, 0),
+             (9, 14, 16, 16, 8, 3), (2, 2, 6, 9, 3, 4), (4, 7, 32, 32, 2, 1)]
+    for y, x, h, w, block, halo in cases:
+        want = ref.halo_window(y, x, h, w, block, halo)
+        case = f"halo_window(y={y}, x={x}, h={h}, w={w}, block={block}, halo={halo})"
+        got = fn(y, x, h, w, block, halo)
+        try:
+            got = tuple(int(v) for v in got)
+        except (TypeError, ValueError):
+            return f"{case}: return four integers (y0, y1, x0, x1), got {got!r}"
+        if len(got) != 4:
+            return f"{case}: return four integers (y0, y1, x0, x1), got {got!r}"
+        if got == want:
+            continue
+        centred = (max(0, y - block // 2 - halo), min(h, y - block // 2 + block + halo),
+                   max(0, x - block // 2 - halo), min(w, x - block // 2 + block + halo))
+        centred_k = (max(0, y - halo), min(h, y + halo + 1), max(0, x - halo), min(w, x + halo + 1))
+        by, bx = y // block * block, x // block * block
+        if got in (centred, centred_k):
+            return (f"{case}: the window is centred on the query pixel (a convolution's, or SASA's, neighbourhood); in "
+                    f"HaloNet every query of a block shares one window, the block grown by halo: expected {want}")
+        if got == (by - halo, by + block + halo, bx - halo, bx + block + halo):
+            return f"{case}: crop the window to the image (pixels beyond the edge are padding): expected {want}"
+        if got == (want[0], want[1] - 1, want[2], want[3] - 1):
+            return f"{case}: y1 and x1 are exclusive ends (rows y0 <= row < y1): expected {want}"
+        return f"{case}: expected {want}, got {got}"
+    return None

@@ -197,3 +197,34 @@ def interpolate_pos_embed(pos, height, width):
     grid = pos.T.reshape(1, dim, g, g)  # token i * g + j -> row i, column j of every channel
     out = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
     return out.reshape(dim, height * width).T
+
+
+def equal_score_retention(v, gamma):
+    c, h, w = v.shape
+    r = max(h, w) - 1                                   # a kernel wide enough to reach every other position
+    i = torch.arange(-r, r + 1, dtype=v.dtype).abs()
+    kernel = gamma ** (i[:, None] + i[None, :]) / (h * w)  # softmax of equal scores is 1/N, times the decay
+    return torch.nn.functional.conv2d(v[None], kernel.expand(c, 1, -1, -1), padding=r, groups=c)[0]
+
+
+def manhattan_decay_matrix(h, w, gamma):
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()                 # row-major: token n = y * w + x
+    return gamma ** ((ys[:, None] - ys[None, :]).abs() + (xs[:, None] - xs[None, :]).abs()).to(torch.float64)
+
+
+def kendall_tau(a, b) -> float:
+    n = len(a)
+    pairs = n * (n - 1) // 2
+    s = sum((a[i] - a[j]) * (b[i] - b[j]) > 0 for i in range(n) for j in range(i + 1, n))
+    return (2 * s - pairs) / pairs
+
+
+def vit_block_macs(tokens, width, mlp_ratio) -> int:
+    hidden = int(width * mlp_ratio)
+    return tokens * (3 * width * width + width * width + 2 * width * hidden) + 2 * tokens * tokens * width
+
+
+def halo_window(y, x, h, w, block, halo):
+    by, bx = y // block * block, x // block * block  # the query's block corner
+    return max(0, by - halo), min(h, by + block + halo), max(0, bx - halo), min(w, bx + block + halo)
