@@ -19,7 +19,6 @@ laptop-sized searches, and one training run of a found network as a sweep record
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -27,9 +26,7 @@ import torch.nn.functional as F
 
 from ..data import ImageDataset, load
 from ..models._registry import register_model
-from ..models.summary import summary
-from ..train.cached import train_model
-from ..train.trainer import NonFiniteLossError
+from ..train.runs import run_record
 from .cells import OPS, CellNetwork, CellSupernet, cell_network
 from .vit_stages import ViTStages, ViTStagesSupernet, vit_stage_space, vit_stages_network
 
@@ -106,19 +103,4 @@ def network_run(model: str, seed: int, *, model_kwargs: Mapping[str, Any] | None
     ``params``, ``macs`` per image, ``diverged``, ``seconds``). The subsets are the same for every seed."""
     train = load_resized(dataset, "train", train_subset, image_size)
     test = load_resized(dataset, "test", test_subset, image_size)
-    start = time.perf_counter()
-    try:
-        res = train_model(model, train, test, seed=seed, model_kwargs=dict(model_kwargs or {}), progress=False,
-                          **fit_kwargs)
-    except NonFiniteLossError as err:
-        return {"diverged": True, "diverged_step": err.step, "test_acc": None, "train_acc": None, "train_loss": None,
-                "curve_epoch": [], "curve_step": [], "curve_train_loss": [], "curve_test_acc": [], "params": None,
-                "macs": None, "seconds": time.perf_counter() - start}
-    h = res.history
-    cost = summary(res.model, tuple(train.shape))
-    return {"diverged": False, "diverged_step": None, "test_acc": res.test_acc,
-            "train_acc": float(h["train_acc"].iloc[-1]), "train_loss": float(h["train_loss"].iloc[-1]),
-            "curve_epoch": [int(v) for v in h["epoch"]], "curve_step": [int(v) for v in h["step"]],
-            "curve_train_loss": [float(v) for v in h["train_loss"]],
-            "curve_test_acc": [float(v) for v in h["test_acc"]],
-            "params": cost.params, "macs": cost.macs, "seconds": time.perf_counter() - start}
+    return run_record(model, train, test, seed, model_kwargs=model_kwargs, **fit_kwargs)

@@ -5,7 +5,7 @@ from .checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, lo
                          save_checkpoint, save_model)
 from .events import EVENTS, Algorithm, Callback, State
 from .sam import SAM, sam
-from .runs import model_run, steps_to_reach
+from .runs import model_run, run_record, steps_to_reach
 from .schedules import RECIPES, SCHEDULES, lr_at, recipe
 from .tasks import Classification, Task
 from .trainer import OPTIMIZERS, NonFiniteLossError, TrainResult, evaluate, fit
@@ -14,4 +14,4 @@ __all__ = ["SAM", "sam", "fit", "train_model", "data_fingerprint", "model_finger
            "NonFiniteLossError", "recipe", "RECIPES", "lr_at", "SCHEDULES", "OPTIMIZERS", "save_model", "load_model",
            "save_checkpoint", "load_checkpoint", "latest_checkpoint", "load_state_checked", "CheckpointError",
            "Task", "Classification", "Algorithm", "Callback", "State", "EVENTS", "SelectParams", "GradMask",
-           "ExtraLoss", "ClosureStep", "model_run", "steps_to_reach", "ProgressBar", "LiveCurves", "EpochFunctions"]
+           "ExtraLoss", "ClosureStep", "model_run", "run_record", "steps_to_reach", "ProgressBar", "LiveCurves", "EpochFunctions"]

@@ -10,7 +10,7 @@ from ..models.summary import summary
 from .cached import train_model
 from .trainer import NonFiniteLossError
 
-__all__ = ["model_run", "steps_to_reach"]
+__all__ = ["model_run", "run_record", "steps_to_reach"]
 
 
 def model_run(model: str, seed: int, *, model_kwargs: dict | None = None, dataset: str = "cifar10",
@@ -32,10 +32,15 @@ def model_run(model: str, seed: int, *, model_kwargs: dict | None = None, datase
     """
     train = load(dataset, "train", subset=train_subset, seed=0)
     test = load(dataset, "test", subset=test_subset, seed=0)
-    kwargs = dict(model_kwargs or {})
+    return run_record(model, train, test, seed, model_kwargs=model_kwargs, **fit_kwargs)
+
+
+def run_record(model: str, train, test, seed: int, *, model_kwargs: dict | None = None, **fit_kwargs) -> dict[str, Any]:
+    """:func:`model_run` on data sets already loaded (resized, filtered, ...): the same record."""
     start = time.perf_counter()
     try:
-        res = train_model(model, train, test, seed=seed, model_kwargs=kwargs, progress=False, **fit_kwargs)
+        res = train_model(model, train, test, seed=seed, model_kwargs=dict(model_kwargs or {}), progress=False,
+                          **fit_kwargs)
     except NonFiniteLossError as err:
         return {"diverged": True, "diverged_step": err.step, "test_acc": None, "train_acc": None,
                 "train_loss": None, "curve_epoch": [], "curve_step": [], "curve_train_loss": [], "curve_test_acc": [],
