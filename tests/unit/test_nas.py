@@ -320,6 +320,17 @@ def test_evaluate_is_the_subnet_accuracy_restores_the_supernet_and_caches(tmp_pa
         nas.recalibrate_bn(_vit(), bn)
 
 
+def test_evaluate_prices_an_architecture_at_the_data_s_image_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    data = wb.data.load("shapes", "test", subset=16)
+    small = wb.nas.experiments.downsample(data, 16)
+    net = _cells().eval()
+    arch = net.space.sample(3)
+    got = nas.evaluate(net, arch, small)
+    assert got["macs"] == wb.models.summary(net.subnet(arch), (data.shape[0], 16, 16)).macs
+    assert got["macs"] < nas.evaluate(net, arch, data)["macs"]
+
+
 # -- search strategies ----------------------------------------------------------------------------------
 
 BIG = nas.SearchSpace({f"k{i}": (0, 1, 2, 3) for i in range(12)})

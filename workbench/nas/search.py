@@ -22,6 +22,7 @@ SimQ-NAS) runs :func:`optuna_search` over an architecture space joined with a bi
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -143,6 +144,8 @@ def evaluate(supernet: nn.Module, arch: Mapping[str, Any], data, *, bn_recalibra
     from ..train.trainer import evaluate as evaluate_model
 
     key = supernet.space.key(arch)
+    # price the architecture at the data's image size where the supernet takes any (cells do; a ViT's is fixed)
+    size = {"img_size": int(data.images.shape[-1])} if "img_size" in inspect.signature(supernet.macs).parameters else {}
 
     def run() -> dict[str, float]:
         saved_arch = supernet.arch
@@ -156,7 +159,7 @@ def evaluate(supernet: nn.Module, arch: Mapping[str, Any], data, *, bn_recalibra
         finally:
             supernet.load_state_dict(saved, strict=False)
             supernet.set_arch(saved_arch)
-        macs = supernet.macs(supernet.space.from_key(key))
+        macs = supernet.macs(supernet.space.from_key(key), **size)
         return {"score": r["acc"], "cost": float(macs), "acc": r["acc"], "loss": r["loss"], "macs": int(macs)}
 
     if not cache:
@@ -164,7 +167,7 @@ def evaluate(supernet: nn.Module, arch: Mapping[str, Any], data, *, bn_recalibra
     bn = None if bn_recalibration is None else (
         data_fingerprint(bn_recalibration) if hasattr(bn_recalibration, "labels") else bn_recalibration)
     return cached(run, key={"model": model_fingerprint(supernet), "data": data_fingerprint(data), "arch": key,
-                            "bn": bn}, name="nas_evaluate")
+                            "bn": bn, **size}, name="nas_evaluate")
 
 
 def cached_evaluator(evaluate: Evaluator, key: Any, space: SearchSpace, name: str = "nas_scores") -> Evaluator:
