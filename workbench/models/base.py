@@ -45,3 +45,10 @@ class WorkbenchModel(nn.Module):
                 f"{x.shape[-2]}x{x.shape[-1]} leaves no pixel for its last stage; give it images of at least "
                 f"{self.min_input_size}x{self.min_input_size} (resize the data, or pick the variant built for small images)"
             )
+
+
+def init_transformer_weights(m: nn.Module) -> None:
+    """The ViT initialization of linear layers (truncated normal, std 0.02; zero bias), for ``model.apply``."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        nn.init.zeros_(m.bias)

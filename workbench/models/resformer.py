@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._registry import register_model
-from .base import WorkbenchModel
+from .base import WorkbenchModel, init_transformer_weights
 from .hooks import HookPoint
 from .vit import Block
 
@@ -82,19 +82,13 @@ class ResFormer(WorkbenchModel):
         self.hook_pool = HookPoint()
         self.head = nn.Linear(dim, num_classes)
         self.hook_layers = tuple(f"blocks.{i}" for i in range(depth))
-        self.apply(self._init)
+        self.apply(init_transformer_weights)
         # built last, so that both variants draw the same initial weights for everything they share
         self.local_pos = None
         if pos == "global_local":
             self.local_pos = nn.Conv2d(dim, dim, local_kernel, padding=local_kernel // 2, groups=dim)
             nn.init.zeros_(self.local_pos.weight)
             nn.init.zeros_(self.local_pos.bias)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
 
     def check_size(self, h: int, w: int) -> None:
         """Refuse a side that is not a positive multiple of the patch, with the nearest valid sizes."""

@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from ._registry import register_model
-from .base import WorkbenchModel
+from .base import WorkbenchModel, init_transformer_weights
 from .hooks import HookPoint
 
 __all__ = ["head_gammas", "manhattan_decay", "axis_decay", "decay_as_conv_kernel", "gaussian_mixture_mask",
@@ -275,13 +275,7 @@ class RMT(WorkbenchModel):
         self.hook_pool = HookPoint()
         self.head = nn.Linear(prev, num_classes)
         self.hook_layers = ("stem",) + tuple(f"blocks.{i}" for i in range(len(blocks)))
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+        self.apply(init_transformer_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._registry import register_model
-from .base import WorkbenchModel
+from .base import WorkbenchModel, init_transformer_weights
 from .hooks import HookPoint
 from .retention import gaussian_mixture_mask, head_gammas, manhattan_decay
 
@@ -154,13 +154,7 @@ class VisionTransformer(WorkbenchModel):
         self.hook_pool = HookPoint()
         self.head = nn.Linear(dim, num_classes)
         self.hook_layers = tuple(f"blocks.{i}" for i in range(depth))
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+        self.apply(init_transformer_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

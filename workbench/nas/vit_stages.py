@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.base import WorkbenchModel
+from ..models.base import WorkbenchModel, init_transformer_weights
 from ..models.hooks import HookPoint
-from ..models.vit import Block, VisionTransformer
+from ..models.vit import Block
 from .space import SearchSpace
 
 __all__ = ["vit_stage_space", "vit_tiny_arch", "stages_of", "ResidualReduction", "ViTStages", "ViTStagesSupernet",
@@ -172,7 +172,7 @@ class ViTStages(WorkbenchModel):
         self.head = nn.Linear(st[-1]["width"], num_classes)
         self.hook_layers = tuple(f"stages.{s}.{i}" for s, c in enumerate(st) for i in range(c["depth"])) + \
             tuple(f"reductions.{s}" for s in range(len(st) - 1))
-        self.apply(VisionTransformer._init)
+        self.apply(init_transformer_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
