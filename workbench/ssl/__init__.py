@@ -1,8 +1,14 @@
-"""Self-supervised objectives (and, with the group's issue, their evaluation and structured representations).
+"""Self-supervised and structured representations: pre-training objectives as tasks of ``fit``,
+views made on whole batches, and the evaluation of a representation.
 
->>> encoder = wb.create_model("resnet8", num_classes=64)          # its last layer is the projection   # doctest: +SKIP
->>> wb.fit(encoder, train, task=wb.ssl.Contrastive(temperature=0.5), augment=None)                    # doctest: +SKIP
+>>> encoder = wb.create_model("ssl_encoder", backbone="resnet20")                        # doctest: +SKIP
+>>> wb.fit(encoder, train, task=wb.ssl.Contrastive(views="simclr"), augment=None)      # doctest: +SKIP
+>>> wb.ssl.linear_probe(encoder, train, test)["test_acc"]                                # doctest: +SKIP
 """
-from .contrastive import Contrastive, nt_xent, two_views
+from .contrastive import *  # noqa: F401,F403
+from .encoder import *  # noqa: F401,F403
+from .evaluate import *  # noqa: F401,F403
+from .views import *  # noqa: F401,F403
+from . import contrastive, encoder, evaluate, views
 
-__all__ = ["Contrastive", "nt_xent", "two_views"]
+__all__ = [*contrastive.__all__, *encoder.__all__, *evaluate.__all__, *views.__all__]
