@@ -27,6 +27,9 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "nt_xent_loss": (lambda z1, z2, t: float(torch.nn.functional.cross_entropy(
+        (lambda z: z @ z.T / t)(torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)),
+        torch.cat([torch.arange(len(z1), 2 * len(z1)), torch.arange(len(z1))]))), "similarity with itself"),
     "symmetric_quantize": (lambda x, b: torch.clamp(torch.round(x / (x.abs().max() / 2 ** (b - 1))), -2 ** (b - 1),
                                                     2 ** (b - 1) - 1) * (x.abs().max() / 2 ** (b - 1)),
                            "drops -2\\^\\(bits-1\\)"),

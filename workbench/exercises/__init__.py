@@ -148,6 +148,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write halo_window(y, x, h, w, block, halo) -> (y0, y1, x0, x1): the image rows y0 <= row < y1 and columns "
              "x0 <= col < x1 that the query at (y, x) attends to in HaloNet's blocked local attention: its block x block "
              "query block grown by halo pixels on every side, cropped to the h x w image.", _checks.halo_window),
+    Exercise("nt_xent_loss", "28_simclrv2.ipynb",
+             "Write nt_xent_loss(z1, z2, temperature) -> float: SimCLR's NT-Xent of two views [N, D] of N images (row i "
+             "of z1 and of z2 are views of image i). L2-normalize the 2N embeddings; for each of the 2N anchors, the "
+             "cross-entropy of picking its partner view among the 2N - 1 other embeddings, with similarities "
+             "z_i . z_k / temperature; return the mean over the 2N anchors.", _checks.nt_xent_loss),
 ]}
 
 

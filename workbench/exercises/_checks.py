@@ -762,3 +762,33 @@ def halo_window(fn) -> str | None:
             return f"{case}: y1 and x1 are exclusive ends (rows y0 <= row < y1): expected {want}"
         return f"{case}: expected {want}, got {got}"
     return None
+
+
+def nt_xent_loss(fn) -> str | None:
+    g = torch.Generator().manual_seed(7)
+    cases = [(torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g), 0.5),
+             (torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g), 0.1),
+             (3 * torch.eye(3), 3 * torch.eye(3) + 0.1, 1.0)]          # unnormalized inputs, views nearly equal
+    for z1, z2, tau in cases:
+        case = f"nt_xent_loss(z1 {list(z1.shape)}, z2, temperature={tau})"
+        got = fn(z1.clone(), z2.clone(), tau)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return f"{case}: return a number (a float or a one-element tensor), got {type(got).__name__}"
+        want = ref.nt_xent_loss(z1, z2, tau)
+        if math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-6):
+            continue
+        z = F.normalize(torch.cat([z1, z2]).double(), dim=1)
+        n = len(z1)
+        partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+        with_self = float(F.cross_entropy(z @ z.T / tau, partner))
+        if math.isclose(got, with_self, rel_tol=1e-5):
+            return (f"{case} returned {got:.5f}: each anchor's similarity with itself (the largest, 1 / temperature) is "
+                    f"among the candidates; leave it out of the softmax (expected {want:.5f})")
+        raw = torch.cat([z1, z2]).double()
+        sim = (raw @ raw.T / tau).fill_diagonal_(float("-inf"))
+        if math.isclose(got, float(F.cross_entropy(sim, partner)), rel_tol=1e-5):
+            return f"{case} returned {got:.5f}: normalize the embeddings to unit length first (expected {want:.5f})"
+        return f"{case} returned {got:.5f}, expected {want:.5f}"
+    return None

@@ -228,3 +228,11 @@ def vit_block_macs(tokens, width, mlp_ratio) -> int:
 def halo_window(y, x, h, w, block, halo):
     by, bx = y // block * block, x // block * block  # the query's block corner
     return max(0, by - halo), min(h, by + block + halo), max(0, bx - halo), min(w, bx + block + halo)
+
+
+def nt_xent_loss(z1, z2, temperature) -> float:
+    z = F.normalize(torch.cat([torch.as_tensor(z1), torch.as_tensor(z2)]).double(), dim=1)
+    n = len(z1)
+    sim = (z @ z.T / temperature).fill_diagonal_(float("-inf"))  # an anchor never picks itself
+    partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return float(F.cross_entropy(sim, partner))
