@@ -12,6 +12,7 @@ The curated public API:
 * :mod:`wb.probe` — ``run_with_cache(model, x, names)``.
 * :mod:`wb.train` — ``fit(...)`` over a task and algorithms at named events, ``evaluate``, recipes, checkpoints.
 * :mod:`wb.transfer` — distillation (a task of ``fit``).
+* :mod:`wb.generate` — small image generators (VAE, DCGAN, PPCA mixture) trained in minutes, and sampling.
 * :mod:`wb.ssl` — self-supervised objectives (tasks of ``fit``), batched views, and the evaluation of a representation.
 * :mod:`wb.bn_only` — BatchNorm-only training policies and their analysis.
 * :mod:`wb.hessian` — Hessian eigenvalues, trace and spectral density of a model's loss.
