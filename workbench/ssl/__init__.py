@@ -6,9 +6,10 @@ views made on whole batches, and the evaluation of a representation.
 >>> wb.ssl.linear_probe(encoder, train, test)["test_acc"]                                # doctest: +SKIP
 """
 from .contrastive import *  # noqa: F401,F403
+from .detect import *  # noqa: F401,F403
 from .encoder import *  # noqa: F401,F403
 from .evaluate import *  # noqa: F401,F403
 from .views import *  # noqa: F401,F403
-from . import contrastive, encoder, evaluate, views
+from . import contrastive, detect, encoder, evaluate, views
 
-__all__ = [*contrastive.__all__, *encoder.__all__, *evaluate.__all__, *views.__all__]
+__all__ = [*contrastive.__all__, *detect.__all__, *encoder.__all__, *evaluate.__all__, *views.__all__]

@@ -67,11 +67,14 @@ class SSLEncoder(WorkbenchModel):
             h = layer(h)
         return h
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The projection head applied to features ``[B, F]`` already computed."""
         for layer in self.head:
             h = layer(h)
         return self.hook_projection(h)  # [B, proj_dim]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(x))
 
 
 @register_model
