@@ -27,6 +27,11 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "adaptive_search": (lambda zd, zq, ds, dr, k: (torch.nn.functional.normalize(zq[:, :dr], dim=1)
+                                                   @ torch.nn.functional.normalize(zd[:, :dr], dim=1).T).argmax(1),
+                        "rerank only the shortlist"),
+    "sparse_batch_norm": (lambda x, v: torch.nn.functional.batch_norm(x, None, None, training=True, eps=1e-5) * v,
+                          "include the hidden positions"),
     "nt_xent_loss": (lambda z1, z2, t: float(torch.nn.functional.cross_entropy(
         (lambda z: z @ z.T / t)(torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)),
         torch.cat([torch.arange(len(z1), 2 * len(z1)), torch.arange(len(z1))]))), "similarity with itself"),

@@ -153,6 +153,16 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "of z1 and of z2 are views of image i). L2-normalize the 2N embeddings; for each of the 2N anchors, the "
              "cross-entropy of picking its partner view among the 2N - 1 other embeddings, with similarities "
              "z_i . z_k / temperature; return the mean over the 2N anchors.", _checks.nt_xent_loss),
+    Exercise("sparse_batch_norm", "30_spark.ipynb",
+             "Write sparse_batch_norm(x, visible) -> [B, C, H, W]: BatchNorm in training mode without affine "
+             "parameters, per-channel mean and biased variance over the visible positions only (visible: bool "
+             "[B, 1, H, W]), (x - mean) / sqrt(var + 1e-5) there and exactly 0 at hidden positions.",
+             _checks.sparse_batch_norm),
+    Exercise("adaptive_search", "31_matryoshka.ipynb",
+             "Write adaptive_search(z_db, z_query, shortlist_dims, rerank_dims, shortlist) -> [Q] database indices: for "
+             "each query the shortlist items most cosine-similar on the first shortlist_dims coordinates, then among "
+             "those only the one most similar on the first rerank_dims coordinates (each prefix normalized on its own).",
+             _checks.adaptive_search),
 ]}
 
 

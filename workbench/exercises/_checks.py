@@ -792,3 +792,94 @@ def nt_xent_loss(fn) -> str | None:
             return f"{case} returned {got:.5f}: normalize the embeddings to unit length first (expected {want:.5f})"
         return f"{case} returned {got:.5f}, expected {want:.5f}"
     return None
+
+
+def sparse_batch_norm(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+    cases = []
+    for b, c, h, w, ratio in ((2, 3, 4, 4, 0.5), (4, 2, 8, 8, 0.6), (3, 5, 2, 6, 0.3)):
+        x = torch.randn(b, c, h, w, generator=g, **f64) * 2 + 1
+        visible = torch.rand(b, 1, h, w, generator=g) > ratio
+        visible[0, 0, 0, 0] = True
+        cases.append((x, visible))
+    x = torch.tensor([[[[1.0, 3.0], [100.0, -50.0]]]], **f64)      # hand-made: visible 1 and 3 -> mean 2, var 1
+    cases.insert(0, (x, torch.tensor([[[[True, True], [False, False]]]])))
+    for x, visible in cases:
+        want = ref.sparse_batch_norm(x, visible)
+        got = fn(x.clone(), visible.clone())
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(x.shape):
+            return f"for x of shape {list(x.shape)} return a tensor of that shape, got {getattr(got, 'shape', got)}"
+        got = got.detach().to(torch.float64)
+        if torch.allclose(got, want, rtol=1e-6, atol=1e-8):
+            continue
+        hidden = ~visible.expand_as(x)
+        if got[hidden].abs().max() > 0:
+            return "hidden positions must be exactly 0 in the output: multiply by the mask at the end"
+        mean, var = x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True)
+        if torch.allclose(got, (x - mean) / (var + 1e-5).sqrt() * visible, rtol=1e-6, atol=1e-8):
+            return ("the statistics include the hidden positions (a dense BatchNorm): take the mean and variance "
+                    "over the visible positions only")
+        m = visible.to(x.dtype)
+        mu = (x * m).sum((0, 2, 3), keepdim=True) / m.sum()
+        unbiased = ((x - mu).pow(2) * m).sum((0, 2, 3), keepdim=True) / (m.sum() - 1)
+        if torch.allclose(got, (x - mu) / (unbiased + 1e-5).sqrt() * m, rtol=1e-6, atol=1e-8):
+            return "use the biased variance (divide by the number of visible positions, not that number minus 1)"
+        return (f"for x of shape {list(x.shape)} the values differ from the expected ones by up to "
+                f"{float((got - want).abs().max()):.3g}: one mean and variance per channel, over the visible "
+                "positions of all images")
+    return None
+
+
+def adaptive_search(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+
+    def scaled(n, d):  # rows of very different lengths: a dot product is not a cosine here
+        return torch.randn(n, d, generator=g, **f64) * torch.exp(2 * torch.randn(n, 1, generator=g, **f64))
+
+    cases = [(scaled(40, 16), scaled(6, 16), 4, 16, 5),     # a shortlist of 5 out of 40
+             (scaled(60, 32), scaled(8, 32), 8, 32, 60),    # the whole database shortlisted: the full search
+             (scaled(50, 12), scaled(7, 12), 3, 8, 10)]     # rerank with a prefix too, not the whole vector
+    for z_db, z_q, ds, dr, k in cases:
+        want = ref.adaptive_search(z_db, z_q, ds, dr, k)
+        case = f"adaptive_search(z_db {list(z_db.shape)}, z_query {list(z_q.shape)}, {ds}, {dr}, {k})"
+        got = fn(z_db.clone(), z_q.clone(), ds, dr, k)
+        try:
+            got = torch.as_tensor(got)
+        except (TypeError, ValueError, RuntimeError):
+            return f"{case}: return a tensor of {len(z_q)} database indices, got {got!r}"
+        if tuple(got.shape) != (len(z_q),) or got.is_floating_point():
+            return (f"{case}: return one integer database index per query, shape [{len(z_q)}], got "
+                    f"{got.dtype} of shape {list(got.shape)}")
+        got = got.long()
+        if torch.equal(got, want):
+            continue
+
+        def cos(a, b, d):
+            return F.normalize(a[:, :d], dim=1) @ F.normalize(b[:, :d], dim=1).T
+
+        def pick(s_short, s_rerank):  # adaptive search on given similarity matrices [Q, N]
+            c = s_short.topk(k, dim=1).indices
+            return c.gather(1, s_rerank.gather(1, c).argmax(1, keepdim=True)).squeeze(1)
+        cand = cos(z_q, z_db, ds).topk(k, dim=1).indices
+        pos = cos(z_q, z_db, dr).gather(1, cand).argmax(1)
+        dot = pick(z_q[:, :ds] @ z_db[:, :ds].T, z_q[:, :dr] @ z_db[:, :dr].T)
+        wq, wdb = F.normalize(z_q, dim=1), F.normalize(z_db, dim=1)
+        whole = pick(wq[:, :ds] @ wdb[:, :ds].T, wq[:, :dr] @ wdb[:, :dr].T)
+        if torch.equal(got, cos(z_q, z_db, dr).argmax(1)) and k < len(z_db):
+            return (f"{case}: this is the full search with {dr} dimensions over all {len(z_db)} items; rerank only the "
+                    f"shortlist, the {k} items nearest on the first {ds} coordinates (that is what saves the cost)")
+        if torch.equal(got, cand[:, 0]):
+            return (f"{case}: this is the shortlist's best item; rerank the {k} shortlisted items with the first "
+                    f"{dr} coordinates and return the best of them")
+        if torch.equal(got, pos):
+            return f"{case}: return database indices, not positions in the shortlist"
+        if torch.equal(got, dot):
+            return (f"{case}: rank by cosine similarity, not by dot products: normalize each prefix to unit length "
+                    "first (the rows here have very different lengths)")
+        if torch.equal(got, whole):
+            return (f"{case}: normalize each prefix on its own (z[:, :d] / ||z[:, :d]||), not the whole vector before "
+                    "cutting it: a prefix of a unit vector is not a unit vector")
+        return f"{case}: returned {got.tolist()}, expected {want.tolist()}"
+    return None

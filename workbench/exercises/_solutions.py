@@ -236,3 +236,19 @@ def nt_xent_loss(z1, z2, temperature) -> float:
     sim = (z @ z.T / temperature).fill_diagonal_(float("-inf"))  # an anchor never picks itself
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
     return float(F.cross_entropy(sim, partner))
+
+
+def sparse_batch_norm(x, visible):
+    m = visible.to(x.dtype)                                        # [B, 1, H, W]
+    count = m.sum()
+    mean = (x * m).sum((0, 2, 3), keepdim=True) / count            # over the visible positions only
+    var = ((x - mean).pow(2) * m).sum((0, 2, 3), keepdim=True) / count
+    return (x - mean) / (var + 1e-5).sqrt() * m
+
+
+def adaptive_search(z_db, z_query, shortlist_dims, rerank_dims, shortlist):
+    def cosine(d):  # [Q, N]: each prefix normalized on its own
+        return F.normalize(z_query[:, :d], dim=1) @ F.normalize(z_db[:, :d], dim=1).T
+    candidates = cosine(shortlist_dims).topk(shortlist, dim=1).indices  # [Q, K]
+    best = cosine(rerank_dims).gather(1, candidates).argmax(1)  # [Q]: the position in the shortlist
+    return candidates.gather(1, best[:, None]).squeeze(1)
