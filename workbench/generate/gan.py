@@ -38,7 +38,7 @@ from ..data import ImageDataset, random_stream
 from ..models import register_model
 from ..models.base import WorkbenchModel
 from ..models.hooks import HookPoint
-from ..train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from ..train.checkpoint import load_checkpoint, resume_point, save_checkpoint
 
 __all__ = ["DCGAN", "dcgan", "fit_gan", "GANResult"]
 
@@ -207,16 +207,8 @@ def fit_gan(model: DCGAN, train: ImageDataset, *, epochs: int = 5, batch_size: i
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            for p in list(folder.glob("gan-*.json")) + list(folder.glob("gan-*.safetensors")):
-                p.unlink()
-        found = latest_checkpoint(folder, prefix="gan")
+        found = resume_point(folder, "gan", cfg, resume)
         if found is not None:
-            old = json.loads(found.read_text()).get("config", {})
-            diff = [f"{k}: checkpoint {old.get(k)!r} vs now {v!r}" for k, v in cfg.items() if old.get(k) != v]
-            if diff:
-                raise CheckpointError(f"{found} is from a different run ({'; '.join(diff[:5])}). Use another "
-                                      "checkpoint_dir, or resume=False to start over")
             meta, _, extra = load_checkpoint(found, model, opt)
             torch.set_rng_state(extra["rng_cpu"])
             rows, step, sums, last = meta["history"], meta["step"], meta["sums"], found

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..models.resnet_cifar import BasicBlock
 from ..train.cached import data_fingerprint, model_fingerprint
-from ..train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from ..train.checkpoint import load_checkpoint, resume_point, save_checkpoint
 from ..train.trainer import NonFiniteLossError, evaluate, fit
 from .structured import _blocks, channel_masks, compact
 
@@ -697,16 +697,8 @@ def n2n_search(teacher: nn.Module, train=None, test=None, *, stage: str = "remov
     baseline: float | None = None
     done, last = 0, None
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if folder is not None and not resume:
-        for p in list(folder.glob("n2n-*.json")) + list(folder.glob("n2n-*.safetensors")):
-            p.unlink()
-    found = latest_checkpoint(folder, prefix="n2n") if folder is not None else None
+    found = resume_point(folder, "n2n", cfg, resume, what="search")
     if found is not None:
-        old = json.loads(found.read_text()).get("config", {})
-        diff = [f"{k}: checkpoint {old.get(k)!r} vs now {v!r}" for k, v in cfg.items() if old.get(k) != v]
-        if diff:
-            raise CheckpointError(f"{found} is from a different search ({'; '.join(diff[:5])}). Use another "
-                                  "checkpoint_dir, or resume=False to start over")
         meta, _, extra = load_checkpoint(found, pol, opt)
         gen.set_state(extra["generator"])
         torch.set_rng_state(extra["rng_cpu"])

@@ -123,6 +123,29 @@ def latest_checkpoint(folder: str | Path, prefix: str = "ckpt") -> Path | None:
     return None
 
 
+def resume_point(folder: str | Path | None, prefix: str, config: dict[str, Any], resume: bool = True,
+                 what: str = "run") -> Path | None:
+    """Where a small loop of its own (a GAN's two players, a controller) resumes: the newest intact
+    ``prefix`` checkpoint in ``folder`` made with the same ``config``, or ``None`` to start afresh.
+
+    ``resume=False`` deletes the folder's ``prefix`` checkpoints first; a checkpoint of another
+    configuration is a :class:`CheckpointError` that names what differs."""
+    if folder is None:
+        return None
+    folder = Path(folder)
+    if not resume:
+        for p in list(folder.glob(f"{prefix}-*.json")) + list(folder.glob(f"{prefix}-*.safetensors")):
+            p.unlink()
+    found = latest_checkpoint(folder, prefix=prefix)
+    if found is not None:
+        old = json.loads(found.read_text()).get("config", {})
+        diff = [f"{k}: checkpoint {old.get(k)!r} vs now {v!r}" for k, v in config.items() if old.get(k) != v]
+        if diff:
+            raise CheckpointError(f"{found} is from a different {what} ({'; '.join(diff[:5])}). Use another "
+                                  "checkpoint_dir, or resume=False to start over")
+    return found
+
+
 def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """``model.load_state_dict(state)`` after checking names, shapes and dtypes; lists every difference."""
     own = model.state_dict()
