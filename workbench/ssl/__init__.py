@@ -9,10 +9,12 @@ from .contrastive import *  # noqa: F401,F403
 from .detect import *  # noqa: F401,F403
 from .encoder import *  # noqa: F401,F403
 from .evaluate import *  # noqa: F401,F403
+from .grassmann import *  # noqa: F401,F403
 from .matryoshka import *  # noqa: F401,F403
+from .selfie import *  # noqa: F401,F403
 from .spark import *  # noqa: F401,F403
 from .views import *  # noqa: F401,F403
-from . import contrastive, detect, encoder, evaluate, matryoshka, spark, views
+from . import contrastive, detect, encoder, evaluate, grassmann, matryoshka, selfie, spark, views
 
-__all__ = [*contrastive.__all__, *detect.__all__, *encoder.__all__, *evaluate.__all__, *matryoshka.__all__,
-           *spark.__all__, *views.__all__]
+__all__ = [*contrastive.__all__, *detect.__all__, *encoder.__all__, *evaluate.__all__, *grassmann.__all__,
+           *matryoshka.__all__, *selfie.__all__, *spark.__all__, *views.__all__]
