@@ -27,6 +27,11 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "roc_auc": (lambda s, y: float((s[y == 1][:, None] > s[y == 0][None, :]).double().mean()), "counts one half"),
+    "grassmann_logits": (lambda x, s, sc: sc * torch.einsum("bd,cdk->bck", x, s).norm(dim=2), "not normalized"),
+    "selfie_loss": (lambda q, h: float(torch.nn.functional.cross_entropy(
+        q.reshape(-1, q.shape[2]) @ h.reshape(-1, h.shape[2]).T, torch.arange(q.shape[0] * q.shape[1]))),
+                    "same image only"),
     "adaptive_search": (lambda zd, zq, ds, dr, k: (torch.nn.functional.normalize(zq[:, :dr], dim=1)
                                                    @ torch.nn.functional.normalize(zd[:, :dr], dim=1).T).argmax(1),
                         "rerank only the shortlist"),

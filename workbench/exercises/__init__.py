@@ -153,6 +153,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "of z1 and of z2 are views of image i). L2-normalize the 2N embeddings; for each of the 2N anchors, the "
              "cross-entropy of picking its partner view among the 2N - 1 other embeddings, with similarities "
              "z_i . z_k / temperature; return the mean over the 2N anchors.", _checks.nt_xent_loss),
+    Exercise("selfie_loss", "29_selfie.ipynb",
+             "Write selfie_loss(queries, patches) -> float: Selfie's loss for queries and patches of shape [B, M, D] "
+             "(M masked patches per image): the mean over the B x M queries of the cross-entropy of the scores "
+             "v_i . h_j, where query i of an image chooses among that image's M patches j and the right one is j = i.",
+             _checks.selfie_loss),
     Exercise("sparse_batch_norm", "30_spark.ipynb",
              "Write sparse_batch_norm(x, visible) -> [B, C, H, W]: BatchNorm in training mode without affine "
              "parameters, per-channel mean and biased variance over the visible positions only (visible: bool "
@@ -163,6 +168,13 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "each query the shortlist items most cosine-similar on the first shortlist_dims coordinates, then among "
              "those only the one most similar on the first rerank_dims coordinates (each prefix normalized on its own).",
              _checks.adaptive_search),
+    Exercise("grassmann_logits", "32_grassmann.ipynb",
+             "Write grassmann_logits(x, bases, scale) -> [B, C]: scale * ||S_c^T x_b|| / ||x_b|| for features x [B, D] "
+             "and orthonormal class bases [C, D, k] (the length of each feature's projection on each class's subspace).",
+             _checks.grassmann_logits),
+    Exercise("roc_auc", "33_imaginet.ipynb",
+             "Write roc_auc(scores, labels) -> float for 1-D tensors (labels 1 synthetic, 0 real): the probability that a "
+             "random synthetic image scores higher than a random real one, a tie counting one half.", _checks.roc_auc),
 ]}
 
 

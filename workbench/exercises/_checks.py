@@ -883,3 +883,103 @@ def adaptive_search(fn) -> str | None:
                     "cutting it: a prefix of a unit vector is not a unit vector")
         return f"{case}: returned {got.tolist()}, expected {want.tolist()}"
     return None
+
+
+def selfie_loss(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    cases = [(torch.randn(b, m, d, generator=g, dtype=torch.float64), torch.randn(b, m, d, generator=g, dtype=torch.float64))
+             for b, m, d in ((1, 2, 3), (2, 4, 8), (3, 5, 4), (4, 3, 16))]
+    eye = torch.eye(4, dtype=torch.float64)[None].expand(2, -1, -1)
+    cases.append((3 * eye, 3 * eye))                         # the right patch scores 9, each distractor 0
+    for q, h in cases:
+        got, want = fn(q.clone(), h.clone()), ref.selfie_loss(q, h)
+        try:
+            got = float(got)
+        except (TypeError, ValueError, RuntimeError):
+            return f"return one number (a float or a 0-d tensor), got {got!r}"
+        if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+            continue
+        b, m, _ = q.shape
+        case = f"selfie_loss for {b} image(s) with {m} masked patches each"
+        flat = q.reshape(b * m, -1) @ h.reshape(b * m, -1).T   # every masked patch of the batch as a candidate
+        if b > 1 and math.isclose(got, float(F.cross_entropy(flat, torch.arange(b * m))), rel_tol=1e-6):
+            return (f"{case}: the candidates were the masked patches of the whole batch; Selfie's distractors come "
+                    f"from the same image only, so score each query against its own image's {m} patches "
+                    f"(expected {want:.6g})")
+        scores = q @ h.transpose(1, 2)
+        if math.isclose(got, float(F.cross_entropy(scores.transpose(1, 2).reshape(b * m, m), torch.arange(m).repeat(b))),
+                        rel_tol=1e-6):
+            return (f"{case}: the softmax ran over the queries; each query i chooses among the patches j, so normalize "
+                    f"the scores v_i . h_j over j (expected {want:.6g})")
+        if math.isclose(got, want * b * m, rel_tol=1e-6):
+            return f"{case} returned the sum over the {b * m} queries; take their mean (expected {want:.6g})"
+        return f"{case} returned {got:.6g}, expected {want:.6g}"
+    return None
+
+
+def grassmann_logits(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+    e = torch.eye(3, **f64)
+
+    def bases(c, d, k):
+        return torch.linalg.qr(torch.randn(c, d, k, generator=g, **f64)).Q
+
+    cases = [  # planes spanned by two axes each: logits 10 * (5/5, 3/5, 4/5) and 10 * (0, 1, 1)
+        (torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 2.0]], **f64), torch.stack([e[:, [0, 1]], e[:, [0, 2]], e[:, [1, 2]]]), 10.0),
+        (3 * torch.randn(5, 6, generator=g, **f64), bases(4, 6, 2), 16.0),
+        (torch.randn(7, 8, generator=g, **f64), bases(3, 8, 1), 1.0)]  # k = 1: |cosine|
+    for x, s, scale in cases:
+        want = ref.grassmann_logits(x, s, scale)
+        got = fn(x.clone(), s.clone(), scale)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            return (f"for x of shape {list(x.shape)} and bases of shape {list(s.shape)} return [B, C] = {list(want.shape)}, "
+                    f"one logit per feature and class, got {getattr(got, 'shape', got)}")
+        got = got.detach().to(torch.float64)
+
+        def same(t):
+            return torch.allclose(got, t, rtol=1e-6, atol=1e-8)
+        if same(want):
+            continue
+        length = x.norm(dim=1, keepdim=True)
+        coords = torch.einsum("bd,cdk->bck", x, s)
+        if same(want * length):
+            return "the feature is not normalized: divide the projection's length by ||x|| (the logit lies in [0, scale])"
+        if same(want / scale):
+            return "multiply by scale: the feature is scaled to length scale before it is projected"
+        if same(want ** 2 / scale):
+            return "that is the squared length of the projection; the logit is its length (take the square root)"
+        if same(scale * coords.sum(2) / length) or same(scale * coords.sum(2).abs() / length):
+            return ("the coordinates in the subspace were summed; the logit is the Euclidean norm of the coordinate "
+                    "vector S_c^T x, which does not depend on the basis chosen in the subspace")
+        return (f"for x of shape {list(x.shape)} the logits differ from the expected ones by up to "
+                f"{float((got - want).abs().max()):.3g}: project with S_c^T x (bases[c] is D x k), take the norm over k")
+    return None
+
+
+def roc_auc(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    cases = [(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])),        # the textbook case: 0.75
+             (torch.tensor([0.2, 0.2, 0.7, 0.7, 0.9]), torch.tensor([0, 1, 0, 1, 1])),  # ties across the classes
+             (torch.tensor([0.9, 0.8, 0.1]), torch.tensor([0, 0, 1])),                 # a detector upside down: 0
+             (torch.randint(0, 4, (40,), generator=g).double() / 4, torch.randint(0, 2, (40,), generator=g))]
+    for scores, labels in cases:
+        got, want = fn(scores.clone(), labels.clone()), ref.roc_auc(scores, labels)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = float(got)
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            return f"return a number (a float), got {got!r}"
+        if math.isclose(got, want, abs_tol=1e-6):
+            continue
+        case = f"roc_auc({[round(v, 3) for v in scores.tolist()]}, {labels.tolist()})"
+        pos, neg = scores[labels == 1], scores[labels == 0]
+        strict = float((pos[:, None] > neg[None, :]).double().mean())
+        loose = float((pos[:, None] >= neg[None, :]).double().mean())
+        if math.isclose(got, 1 - want, abs_tol=1e-6):
+            return (f"{case} returned {got:g} = 1 - {want:g}: the classes are swapped; the AUC is the chance that a "
+                    "synthetic image (label 1) scores above a real one (label 0)")
+        if math.isclose(got, strict, abs_tol=1e-6) or math.isclose(got, loose, abs_tol=1e-6):
+            return (f"{case} returned {got:g}: a tie between a synthetic and a real score counts one half, neither 0 "
+                    f"nor 1 (expected {want:g})")
+        return f"{case} returned {got:g}, expected {want:g}"
+    return None

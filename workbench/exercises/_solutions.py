@@ -252,3 +252,22 @@ def adaptive_search(z_db, z_query, shortlist_dims, rerank_dims, shortlist):
     candidates = cosine(shortlist_dims).topk(shortlist, dim=1).indices  # [Q, K]
     best = cosine(rerank_dims).gather(1, candidates).argmax(1)  # [Q]: the position in the shortlist
     return candidates.gather(1, best[:, None]).squeeze(1)
+
+
+def selfie_loss(queries, patches):
+    scores = queries @ patches.transpose(1, 2)              # [B, M, M]: query i of an image against its patch j
+    b, m, _ = scores.shape
+    return float(F.cross_entropy(scores.reshape(b * m, m), torch.arange(m).repeat(b)))
+
+
+def grassmann_logits(x, bases, scale):
+    proj = torch.einsum("bd,cdk->bck", x, bases)  # coordinates of each feature in each class's subspace
+    return scale * proj.norm(dim=2) / x.norm(dim=1, keepdim=True)
+
+
+def roc_auc(scores, labels) -> float:
+    s, y = torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(labels).bool()
+    pos, neg = s[y], s[~y]
+    greater = (pos[:, None] > neg[None, :]).double().sum()
+    ties = (pos[:, None] == neg[None, :]).double().sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
