@@ -14,8 +14,8 @@
 # prune it and record the *output distortion*: how far the network's logits move on a small
 # calibration batch. The paper observes that distortions from pruning several layers
 # approximately **add up**, so the best allocation is the one that minimizes the *sum* of the
-# per-layer distortions under the budget -- a knapsack problem that a dynamic program over the
-# layers solves exactly (`wb.prune.allocate`). One forward pass per layer and level, no training.
+# per-layer distortions under the budget -- a knapsack problem that the paper solves by a dynamic
+# program over the layers and `wb.prune.allocate` solves exactly, to the weight. One forward pass per layer and level, no training.
 #
 # **What is checked here.** The ResNet-20 of the quantization notebooks (CIFAR-10, 67% on 2,000
 # test images), pruned once by magnitude at budgets from 30% to 70% with three per-layer
@@ -131,7 +131,7 @@ fig
 # ## Three allocations of one budget
 #
 # At each budget: uniform (every layer the same share), global (one magnitude threshold for all
-# weights) and adaptive (the dynamic program on the curves of each calibration batch). The masks
+# weights) and adaptive (the knapsack's optimum on the curves of each calibration batch). The masks
 # are applied once and the network is scored as it is -- no fine-tuning, no BatchNorm
 # re-estimation -- so the test isolates the allocation.
 
@@ -207,13 +207,13 @@ if CHECK_CLAIM:
 # **Reading the results.** In laptop mode (2026-12-06, 2 cores: the ResNet-20 at 67.35% on 2,000
 # test images, curves on 128 held-out images, three calibration batches) the layer-adaptive
 # allocation kept 63.55%, 63.55% and 63.85% at 50% sparsity, where global magnitude pruning kept
-# 58.85% and uniform 46.6% (5 points over the better rule); at 60% it kept 55.4%, 52.55% and 53.6%
+# 58.85% and uniform 46.6% (5 points over the better rule); at 60% it kept 52.55%, 52.55% and 55.4%
 # against 45.75% and 33.15% (7 to 10 points), more than the 3-point spread between calibration
 # batches. Joint and summed distortions ranked alike (Spearman 0.99 over 24 random allocations). It
 # spares the stem, the shortcut projections and the classifier and takes the budget from the
 # last stage's convolutions. At 70% every allocation breaks the network (uniform 10.95%, global
-# 21.35%, adaptive 15-19%): there the distortions are so large that they no longer add up (the
-# scatter's top right), the sum the dynamic program minimizes stops predicting the joint damage,
+# 21.35%, adaptive 18.75-21.1%): there the distortions are so large that they no longer add up (the
+# scatter's top right), the sum the allocation minimizes stops predicting the joint damage,
 # and global magnitude comes out ahead. The paper reaches its high sparsities by fine-tuning
 # between pruning steps, which keeps each step's distortion in the range where additivity holds.
 
@@ -234,7 +234,7 @@ if CHECK_CLAIM:
 # ## What to try next
 #
 # - `CAL_IMAGES = 512`: do steadier curves make the adaptive allocation better at 70%?
-# - `LEVELS = wb.prune.LEVELS`: finer levels near the top; does the dynamic program use them?
+# - `LEVELS = wb.prune.LEVELS`: finer levels near the top; does the allocation use them?
 # - Fine-tune each pruned network for one epoch with `wb.prune.Masked(masks)` through `wb.fit`:
 #   does the adaptive allocation's lead survive?
 

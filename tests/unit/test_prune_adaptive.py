@@ -1,4 +1,4 @@
-"""wb.prune's layer-adaptive allocation (Xu et al. 2023): the dynamic program against brute force,
+"""wb.prune's layer-adaptive allocation (Xu et al. 2023): the exact knapsack against brute force,
 the distortion curves against a direct measurement, and the bad inputs."""
 from __future__ import annotations
 
@@ -35,12 +35,10 @@ def test_allocation_is_the_brute_force_optimum(seed):
         best = min((sum(curves[(curves.layer == n) & (curves.sparsity == s)].distortion.item() for n, s in zip(sizes, combo)), combo)
                    for combo in itertools.product(levels, repeat=len(sizes))
                    if sum(round(s * sizes[n]) for n, s in zip(sizes, combo)) >= need)
-        got = A.allocate(curves, sparsity, resolution=total)  # one unit per weight: the program is exact
+        got = A.allocate(curves, sparsity)
         got_d = sum(curves[(curves.layer == n) & (curves.sparsity == s)].distortion.item() for n, s in got.items())
         assert got_d == pytest.approx(best[0])
         assert sum(round(s * sizes[n]) for n, s in got.items()) >= need
-        coarse = A.allocate(curves, sparsity, resolution=23)  # coarse units: repaired to the exact count
-        assert sum(round(s * sizes[n]) for n, s in coarse.items()) >= need
 
 
 def test_distortion_curves_measure_one_layer_at_a_time_and_restore_the_weights():
@@ -80,3 +78,19 @@ def test_allocation_bad_input():
     with pytest.raises(ValueError, match="missing"):
         A.allocate(curves.drop(columns="distortion"), 0.5)
     assert A.allocate(curves, 0.0) == {"a": 0.0, "b": 0.0}
+
+
+def test_shared_allocator_with_missing_options_is_the_brute_force_optimum():
+    from workbench._allocate import choose, choose_brute_force
+    rng = np.random.default_rng(3)
+    for trial in range(15):
+        loss, size = rng.random((5, 4)), rng.integers(1, 50, (5, 4)).astype(float)
+        loss[rng.random((5, 4)) < 0.25] = np.nan  # options some layers lack
+        loss[:, 0], size[:, 0] = rng.random(5), 1.0  # ... but never the cheapest
+        budget = float(rng.integers(5, 120))
+        got, want = choose(loss, size, budget), choose_brute_force(loss, size, budget)
+        rows = np.arange(5)
+        assert not np.isnan(loss[rows, got]).any() and size[rows, got].sum() <= budget
+        assert loss[rows, got].sum() == pytest.approx(loss[rows, want].sum(), abs=1e-12), trial
+    with pytest.raises(ValueError, match="no option"):
+        choose(np.full((2, 2), np.nan), np.ones((2, 2)), 5.0)

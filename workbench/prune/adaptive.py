@@ -6,9 +6,9 @@ every candidate sparsity of that layer alone, the *output distortion*: the mean 
 the network's logits on a calibration batch when that layer is magnitude-pruned. It observes that
 distortions from several layers approximately *add up*, so the best allocation minimizes the sum
 of per-layer distortions subject to the total number of pruned weights: a knapsack-like problem
-that a dynamic program over layers solves exactly on a discretized budget.
+that the paper solves by a dynamic program over layers on a discretized budget.
 
-Here: :func:`layer_distortion` measures the curves, :func:`allocate` runs the dynamic program,
+Here: :func:`layer_distortion` measures the curves, :func:`allocate` solves the knapsack exactly (to the weight),
 :func:`joint_distortion` measures a whole allocation at once (to check additivity), and
 :func:`adaptive_masks` turns an allocation into per-layer magnitude masks. All ours (a few dozen
 lines on the masks of :mod:`workbench.prune.masks`); the paper's own code was not used.
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._allocate import choose
 from ..cache import cached
 from ..train.cached import model_fingerprint
 from .masks import _check_sparsity, _keep_top, prunable
@@ -124,14 +125,14 @@ def joint_distortion(model: nn.Module, inputs: torch.Tensor, sparsities: Mapping
         model.train(was)
 
 
-def allocate(curves: pd.DataFrame, sparsity: float, resolution: int = 4000) -> dict[str, float]:
+def allocate(curves: pd.DataFrame, sparsity: float) -> dict[str, float]:
     """Per-layer sparsities that minimize the summed distortion while pruning at least ``sparsity`` of
-    all the curves' weights.
+    all the curves' weights (``round(sparsity * total)`` of them), one level of its curve per layer.
 
-    A dynamic program over layers on a budget counted in units of ``total / resolution`` weights
-    (exact when every layer's pruned counts are whole units); the rounding is then repaired by moving
-    layers one level up, cheapest extra distortion per extra pruned weight first, until the exact
-    count is reached. So the overall sparsity is at least ``sparsity`` (a few weights above at most).
+    The paper solves this knapsack by a dynamic program over layers on a discretized budget; here it
+    is solved exactly, to the weight, as the binary program that :func:`workbench.quant.allocate`
+    solves for formats (:mod:`workbench._allocate`: each layer's kept weights are its size, the budget
+    is the weights kept overall).
 
     Raises:
         ValueError: a budget that even the highest level in every layer cannot reach (the message gives
@@ -149,56 +150,15 @@ def allocate(curves: pd.DataFrame, sparsity: float, resolution: int = 4000) -> d
         raise ValueError(f"sparsity {sparsity:.4g} needs {need:,} pruned weights, but the levels allow at most "
                          f"{most:,} ({most / total:.2%} overall, every layer at its highest level): add higher "
                          "levels to layer_distortion or lower the sparsity")
-    unit = max(total / resolution, 1.0)
-    target = math.ceil(need / unit - 1e-9)
-    # best[b]: the least summed distortion of the layers so far with b units pruned, where b = target
-    # stands for "target or more"; arg/prev remember each state's level and the state before it
-    best = np.full(target + 1, np.inf)
-    best[0] = 0.0
-    trail = []
-    for _, g in groups:
-        units = np.round(g.pruned.to_numpy() / unit).astype(int)
-        dist = g.distortion.to_numpy(dtype=float)
-        new, arg, prev = np.full(target + 1, np.inf), np.zeros(target + 1, int), np.zeros(target + 1, int)
-        for k in range(len(g)):
-            u, c = min(int(units[k]), target), best + dist[k]
-            cand, src = np.full(target + 1, np.inf), np.zeros(target + 1, int)
-            cand[u:target], src[u:target] = c[:target - u], np.arange(target - u)  # state s goes to s + u
-            lo = max(target - u, 0)  # states from lo on reach "target or more": keep the cheapest
-            src[target] = lo + int(np.argmin(c[lo:]))
-            cand[target] = c[src[target]]
-            better = cand < new
-            new[better], arg[better], prev[better] = cand[better], k, src[better]
-        trail.append((arg, prev))
-        best = new
-    picks, b = [], target
-    for arg, prev in reversed(trail):  # walk back from "target or more"
-        picks.append(int(arg[b]))
-        b = int(prev[b])
-    picks.reverse()
-    return _repair(groups, picks, need)
-
-
-def _repair(groups: list, picks: list[int], need: int) -> dict[str, float]:
-    """Move layers one level up, the least extra distortion per extra pruned weight first, until the
-    exact count ``need`` is pruned (the units of the dynamic program round the counts)."""
-    picks = list(picks)
-    pruned = sum(int(g.pruned.iloc[k]) for (_, g), k in zip(groups, picks))
-    while pruned < need:
-        moves = []
-        for i, ((_, g), k) in enumerate(zip(groups, picks)):
-            if k + 1 < len(g):
-                extra = int(g.pruned.iloc[k + 1]) - int(g.pruned.iloc[k])
-                cost = float(g.distortion.iloc[k + 1]) - float(g.distortion.iloc[k])
-                if extra > 0:
-                    moves.append((cost / extra, i))
-        _, i = min(moves)
-        g = groups[i][1]
-        pruned += int(g.pruned.iloc[picks[i] + 1]) - int(g.pruned.iloc[picks[i]])
-        picks[i] += 1
+    loss = np.full((len(groups), max(len(g) for _, g in groups)), np.nan)
+    kept = loss.copy()
+    for i, (_, g) in enumerate(groups):
+        loss[i, :len(g)] = g.distortion.to_numpy(float)
+        kept[i, :len(g)] = (g.params - g.pruned).to_numpy(float)
+    picks = choose(loss, kept, total - need)
     return {n: float(g.sparsity.iloc[k]) for (n, g), k in zip(groups, picks)}
 
 
-def adaptive_masks(model: nn.Module, curves: pd.DataFrame, sparsity: float, resolution: int = 4000) -> dict[str, torch.Tensor]:
+def adaptive_masks(model: nn.Module, curves: pd.DataFrame, sparsity: float) -> dict[str, torch.Tensor]:
     """Per-layer magnitude masks at the sparsities :func:`allocate` chooses from ``curves``."""
-    return layer_masks(model, allocate(curves, sparsity, resolution))
+    return layer_masks(model, allocate(curves, sparsity))

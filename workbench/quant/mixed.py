@@ -9,13 +9,13 @@ minimize ``sum s`` subject to ``sum c <= budget``. As a binary program: ``x[l, o
 """
 from __future__ import annotations
 
-import itertools
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
+from .._allocate import choose, choose_brute_force
 from .formats import get_format
 from .layers import cost, quant_layers, quantize
 
@@ -37,51 +37,26 @@ def option_costs(model: nn.Module, formats: Sequence[str], metric: str = "weight
     return pd.DataFrame(cols)
 
 
-def _check(loss: pd.DataFrame, size: pd.DataFrame, budget: float) -> tuple[np.ndarray, np.ndarray]:
+def _check(loss: pd.DataFrame, size: pd.DataFrame) -> None:
     if list(loss.index) != list(size.index) or list(loss.columns) != list(size.columns):
         raise ValueError("the loss and size tables must have the same layers (rows) and options (columns); "
                          f"got {list(loss.columns)} against {list(size.columns)}")
-    s, c = loss.to_numpy(float), size.to_numpy(float)
-    if np.isnan(s).any() or np.isnan(c).any():
+    if loss.isna().to_numpy().any() or size.isna().to_numpy().any():
         raise ValueError("the loss and size tables hold NaN: give every layer a value for every option")
-    smallest = c.min(1).sum()
-    if budget < smallest:
-        raise ValueError(f"budget {budget:,.0f} is below the smallest possible model ({smallest:,.0f}, every layer at "
-                         f"its cheapest option); raise the budget or add a cheaper option")
-    return s, c
 
 
 def allocate(loss: pd.DataFrame, size: pd.DataFrame, budget: float) -> dict[str, str]:
     """The option per layer (``{layer: column}``) that minimizes the summed ``loss`` with the summed
-    ``size`` at most ``budget``; exact (mixed-integer linear programming, HiGHS)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
-    s, c = _check(loss, size, budget)
-    n_l, n_o = s.shape
-    one_each = np.zeros((n_l, n_l * n_o))
-    for i in range(n_l):
-        one_each[i, i * n_o:(i + 1) * n_o] = 1
-    constraints = [LinearConstraint(one_each, 1, 1), LinearConstraint(c.reshape(1, -1), -np.inf, budget)]
-    res = milp(s.reshape(-1), constraints=constraints, integrality=np.ones(n_l * n_o), bounds=Bounds(0, 1))
-    if not res.success:
-        raise RuntimeError(f"the integer program found no allocation: {res.message}")
-    pick = res.x.reshape(n_l, n_o).argmax(1)
-    return {layer: loss.columns[j] for layer, j in zip(loss.index, pick)}
+    ``size`` at most ``budget``; exact (mixed-integer linear programming, HiGHS: :mod:`workbench._allocate`,
+    shared with :func:`workbench.prune.allocate`)."""
+    _check(loss, size)
+    return {layer: loss.columns[j] for layer, j in zip(loss.index, choose(loss, size, budget))}
 
 
 def allocate_brute_force(loss: pd.DataFrame, size: pd.DataFrame, budget: float) -> dict[str, str]:
     """The same as :func:`allocate` by trying every combination (options ** layers; a few layers only)."""
-    s, c = _check(loss, size, budget)
-    n_l, n_o = s.shape
-    if n_o ** n_l > 2_000_000:
-        raise ValueError(f"{n_o}^{n_l} combinations are too many to enumerate; use allocate()")
-    best, pick = np.inf, None
-    rows = np.arange(n_l)
-    for combo in itertools.product(range(n_o), repeat=n_l):
-        combo = np.array(combo)
-        if c[rows, combo].sum() <= budget and s[rows, combo].sum() < best:
-            best, pick = s[rows, combo].sum(), combo
-    return {layer: loss.columns[j] for layer, j in zip(loss.index, pick)}
+    _check(loss, size)
+    return {layer: loss.columns[j] for layer, j in zip(loss.index, choose_brute_force(loss, size, budget))}
 
 
 def policy_cost(table: pd.DataFrame, policy: Mapping[str, str]) -> float:
