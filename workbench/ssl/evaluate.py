@@ -48,6 +48,18 @@ def _device_of(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _each_batch(model: nn.Module, data: ImageDataset, batch_size: int, fn) -> list:
+    """``fn(x)`` on every batch of ``data`` in order, with ``model`` in eval mode and no gradients; the
+    model's train/eval flag is restored afterwards, also after an exception."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return [fn(x) for x, _ in Loader(data, batch_size=batch_size, shuffle=False, device=_device_of(model))]
+    finally:
+        model.train(was)
+
+
 def encode(model: nn.Module, data: ImageDataset, batch_size: int = 1000, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen features ``[N, D]`` (float32, on the CPU) and labels ``[N]`` of ``data``, in eval mode.
 
@@ -59,19 +71,14 @@ def encode(model: nn.Module, data: ImageDataset, batch_size: int = 1000, **kwarg
     fn = _features_fn(model)
     if kwargs and fn is model:
         raise TypeError(f"{type(model).__name__} has no features() method to take {', '.join(kwargs)}")
-    was = model.training
-    model.eval()
-    out = []
-    try:
-        with torch.no_grad():
-            for x, _ in Loader(data, batch_size=batch_size, shuffle=False, device=_device_of(model)):
-                z = fn(x, **kwargs)
-                if z.ndim != 2:
-                    raise ValueError(f"features must be [B, D], got {list(z.shape)}; give the model a features(x) "
-                                     "method that pools them")
-                out.append(z.float().cpu())
-    finally:
-        model.train(was)
+    def one(x: torch.Tensor) -> torch.Tensor:
+        z = fn(x, **kwargs)
+        if z.ndim != 2:
+            raise ValueError(f"features must be [B, D], got {list(z.shape)}; give the model a features(x) "
+                             "method that pools them")
+        return z.float().cpu()
+
+    out = _each_batch(model, data, batch_size, one)
     return torch.cat(out), data.labels.cpu()
 
 
@@ -250,15 +257,7 @@ def fine_tune(model: nn.Module, train: ImageDataset, test: ImageDataset | None =
 def pseudo_label(teacher: nn.Module, data: ImageDataset, batch_size: int = 1000) -> ImageDataset:
     """``data`` with its labels replaced by the teacher's predictions: unlabeled images for distillation
     (the true labels are never read, so the student's ``train_acc`` is its agreement with the teacher)."""
-    was = teacher.training
-    teacher.eval()
-    preds = []
-    try:
-        with torch.no_grad():
-            for x, _ in Loader(data, batch_size=batch_size, shuffle=False, device=_device_of(teacher)):
-                preds.append(teacher(x).argmax(1).cpu())
-    finally:
-        teacher.train(was)
+    preds = _each_batch(teacher, data, batch_size, lambda x: teacher(x).argmax(1).cpu())
     return data._replace(data.images, torch.cat(preds).to(data.labels.device))
 
 
