@@ -27,6 +27,7 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "backward_transfer": (lambda R: sum(R[-1][j] - R[j][j] for j in range(len(R) - 1)) / len(R), "divided by"),
     "roc_auc": (lambda s, y: float((s[y == 1][:, None] > s[y == 0][None, :]).double().mean()), "counts one half"),
     "grassmann_logits": (lambda x, s, sc: sc * torch.einsum("bd,cdk->bck", x, s).norm(dim=2), "not normalized"),
     "selfie_loss": (lambda q, h: float(torch.nn.functional.cross_entropy(

@@ -983,3 +983,32 @@ def roc_auc(fn) -> str | None:
                     f"nor 1 (expected {want:g})")
         return f"{case} returned {got:g}, expected {want:g}"
     return None
+
+
+def backward_transfer(fn) -> str | None:
+    cases = [[[0.9, None], [0.7, 0.95]],                                                  # one earlier task: -0.2
+             [[0.9, None, None], [0.8, 0.95, None], [0.7, 0.9, 0.85]],                    # forgetting: -0.125
+             [[0.6, None, None, None], [0.65, 0.8, None, None], [0.7, 0.8, 0.9, None],
+              [0.75, 0.82, 0.88, 0.99]],                                                   # positive transfer
+             [[0.5, None, None], [0.5, 0.5, None], [0.5, 0.5, 0.5]]]                      # nothing changes: 0
+    for r in cases:
+        got, want = fn([list(row) for row in r]), ref.backward_transfer(r)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = float(got)
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            return f"return a number (a float), got {got!r}"
+        if math.isclose(got, want, abs_tol=1e-6):
+            continue
+        t = len(r)
+        diffs = [r[t - 1][j] - r[j][j] for j in range(t - 1)]
+        if math.isclose(got, sum(diffs) / t, abs_tol=1e-6):
+            return (f"for {t} tasks you divided by {t}: the last task has no later task to forget it, so the mean runs "
+                    f"over the T - 1 = {t - 1} earlier tasks (expected {want:g})")
+        if math.isclose(got, -want, abs_tol=1e-6):
+            return (f"the sign is flipped: backward transfer is final accuracy minus the accuracy right after the task, "
+                    f"R[T-1][j] - R[j][j], negative when the task was forgotten (expected {want:g}, got {got:g})")
+        if t > 2 and math.isclose(got, sum(r[j + 1][j] - r[j][j] for j in range(t - 1)) / (t - 1), abs_tol=1e-6):
+            return ("that compares each task with the row just after it; backward transfer compares with the last "
+                    f"row R[T-1][j], the accuracy after the whole sequence (expected {want:g})")
+        return f"backward_transfer({r}) returned {got:g}, expected {want:g}"
+    return None

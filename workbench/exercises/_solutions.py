@@ -271,3 +271,8 @@ def roc_auc(scores, labels) -> float:
     greater = (pos[:, None] > neg[None, :]).double().sum()
     ties = (pos[:, None] == neg[None, :]).double().sum()
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def backward_transfer(R) -> float:
+    t = len(R)
+    return sum(R[t - 1][j] - R[j][j] for j in range(t - 1)) / (t - 1)
