@@ -11,7 +11,7 @@ The curated public API:
 * :mod:`wb.models` — ``create_model(name)``, ``list_models()``, hook points.
 * :mod:`wb.probe` — ``run_with_cache(model, x, names)``.
 * :mod:`wb.train` — ``fit(...)`` over a task and algorithms at named events, ``evaluate``, recipes, checkpoints.
-* :mod:`wb.transfer` — distillation (a task of ``fit``).
+* :mod:`wb.transfer` — distillation (one teacher or an ensemble), dataset reinforcement, stitching, merging, continual learning.
 * :mod:`wb.generate` — small image generators (VAE, DCGAN, PPCA mixture) trained in minutes, and sampling.
 * :mod:`wb.ssl` — self-supervised objectives (tasks of ``fit``), batched views, and the evaluation of a representation.
 * :mod:`wb.bn_only` — BatchNorm-only training policies and their analysis.
