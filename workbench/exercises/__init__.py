@@ -175,6 +175,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise("roc_auc", "33_imaginet.ipynb",
              "Write roc_auc(scores, labels) -> float for 1-D tensors (labels 1 synthetic, 0 real): the probability that a "
              "random synthetic image scores higher than a random real one, a tie counting one half.", _checks.roc_auc),
+    Exercise("least_squares_stitch", "36_stitchable.ipynb",
+             "Write least_squares_stitch(x, y) -> (weight [C_out, C_in], bias [C_out]): the 1x1 convolution with a bias "
+             "that best maps feature maps x [N, C_in, H, W] onto y [N, C_out, H, W] in the least-squares sense, one "
+             "regression row per image and pixel.", _checks.least_squares_stitch),
     Exercise("backward_transfer", "37_hypernet_continual.ipynb",
              "Write backward_transfer(R) -> float: R is a T x T list of lists, R[i][j] the accuracy on task j after "
              "training tasks 0 .. i (None above the diagonal); return the mean over the tasks j < T - 1 of "

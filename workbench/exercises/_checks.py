@@ -1012,3 +1012,44 @@ def backward_transfer(fn) -> str | None:
                     f"row R[T-1][j], the accuracy after the whole sequence (expected {want:g})")
         return f"backward_transfer({r}) returned {got:g}, expected {want:g}"
     return None
+
+
+def least_squares_stitch(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    f64 = dict(dtype=torch.float64)
+
+    def conv1x1(x, w, b):
+        return torch.einsum("oc,nchw->nohw", w, x) + b.view(1, -1, 1, 1)
+
+    w0, b0 = torch.randn(3, 5, generator=g, **f64), torch.randn(3, generator=g, **f64)
+    x0 = torch.randn(4, 5, 3, 3, generator=g, **f64)
+    x1 = torch.randn(6, 4, 5, 2, generator=g, **f64)
+    cases = [(x0, conv1x1(x0, w0, b0)),  # an exact 1x1 map with an offset: recovered exactly
+             (x1, torch.randn(6, 7, 5, 2, generator=g, **f64)),  # no exact map: the best one
+             (x1.abs() + 1.0, torch.randn(6, 2, 5, 2, generator=g, **f64) + 3.0)]  # positive inputs, offset targets
+    for x, y in cases:
+        cin, cout = x.shape[1], y.shape[1]
+        want_w, want_b = ref.least_squares_stitch(x, y)
+        got = fn(x.clone(), y.clone())
+        if not (isinstance(got, (tuple, list)) and len(got) == 2):
+            return f"return a pair (weight, bias), got {type(got).__name__}"
+        w, b = (torch.as_tensor(t, dtype=torch.float64) for t in got)
+        if tuple(w.shape) == (cin, cout) and cin != cout:
+            return (f"for x with {cin} channels and y with {cout}, weight has shape [{cin}, {cout}]: a 1x1 convolution's "
+                    f"weight is [C_out, C_in] (transpose the least-squares solution)")
+        if tuple(w.shape) != (cout, cin) or tuple(b.shape) != (cout,):
+            return (f"for x {list(x.shape)} and y {list(y.shape)} expected weight [{cout}, {cin}] and bias [{cout}], got "
+                    f"{list(w.shape)} and {list(b.shape)}")
+        if torch.allclose(w, want_w, atol=1e-6) and torch.allclose(b, want_b, atol=1e-6):
+            continue
+        if torch.allclose(b, torch.zeros_like(b), atol=1e-9):
+            return ("the bias is zero: the best 1x1 layer has an offset too; add a column of ones to the rows of x "
+                    "and read the bias from the last row of the solution")
+        xr, yr = x.reshape(-1, cin), y.reshape(-1, cout)  # rows that mix channels and pixels
+        mixed = torch.linalg.lstsq(torch.cat([xr, torch.ones(len(xr), 1, **f64)], 1), yr).solution
+        if torch.allclose(w, mixed[:cin].T, atol=1e-6):
+            return ("x.reshape(-1, C_in) mixes channels and pixels: a row must hold the C_in channels of one pixel; "
+                    "move the channels last first (x.permute(0, 2, 3, 1)), then reshape")
+        return (f"for x {list(x.shape)} and y {list(y.shape)} the weight differs from the least-squares one by up to "
+                f"{float((w - want_w).abs().max()):.3g}: every pixel of every image is one row of the regression")
+    return None

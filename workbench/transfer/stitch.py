@@ -411,7 +411,7 @@ class SNNet(WorkbenchModel):
         return self.configurations.index(config)
 
     def network(self, config: str) -> nn.Module:
-        """The configuration as a module of its own (an anchor itself, or a :class:`StitchedNet` sharing the weights)."""
+        """The configuration as a module of its own: an anchor itself, or a :class:`StitchedNet` sharing the weights."""
         k = self._check_config(config)
         if k < 2:
             return self.anchors[k]
@@ -513,7 +513,8 @@ class StitchSampling(Task):
 
     def metrics(self, outputs: torch.Tensor, batch: Any, loss: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         y = batch[1]
-        return {"loss": loss.detach().double() * len(y), "acc": (outputs.detach().argmax(1) == y).sum().double()}, len(y)
+        hits = (outputs.detach().argmax(1) == y).sum().double()
+        return {"loss": loss.detach().double() * len(y), "acc": hits}, len(y)
 
     def evaluate(self, model: nn.Module, loader: Any, precision: str = "fp32") -> dict[str, float]:
         from ..train import evaluate
@@ -584,5 +585,6 @@ def family_run(seed: int, *, anchors: Sequence[tuple[str, dict]], anchor_fit: di
     family.eval()
     costs = [summary(family.network(c), tuple(train.shape)) for c in configs]
     return {"config": configs, "macs": [c.macs for c in costs], "params": [c.params for c in costs],
-            "acc_random": acc_random, "acc_init": acc_init, "acc": measure(), "ls_residual": [None] * 2 + list(family.ls_residuals),
+            "acc_random": acc_random, "acc_init": acc_init, "acc": measure(),
+            "ls_residual": [None] * 2 + list(family.ls_residuals),
             "anchor_acc": [evaluate(n, test)["acc"] for n in nets], "tune_seconds": float(out["seconds"])}
