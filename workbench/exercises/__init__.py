@@ -183,6 +183,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write backward_transfer(R) -> float: R is a T x T list of lists, R[i][j] the accuracy on task j after "
              "training tasks 0 .. i (None above the diagonal); return the mean over the tasks j < T - 1 of "
              "R[T-1][j] - R[j][j] (negative: forgetting).", _checks.backward_transfer),
+    Exercise("match_units", "38_pleas.ipynb",
+             "Write match_units(a, b) -> perm: a and b are activations [n, d] of one layer of two networks on the same "
+             "inputs; return the permutation (a list of d ints, perm[i] the unit of b matched to unit i of a) that "
+             "maximizes the summed Pearson correlation of a[:, i] and b[:, perm[i]].", _checks.match_units),
 ]}
 
 

@@ -1053,3 +1053,50 @@ def least_squares_stitch(fn) -> str | None:
         return (f"for x {list(x.shape)} and y {list(y.shape)} the weight differs from the least-squares one by up to "
                 f"{float((w - want_w).abs().max()):.3g}: every pixel of every image is one row of the regression")
     return None
+
+
+def match_units(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+
+    def corr_of(a, b):
+        za, zb = (a - a.mean(0)) / a.std(0), (b - b.mean(0)) / b.std(0)
+        return za.T @ zb / (len(a) - 1)
+
+    a0 = torch.randn(200, 6, generator=g, dtype=torch.float64)
+    hidden = torch.randperm(6, generator=g)
+    scale = torch.tensor([1.0, 100.0, 0.01, 3.0, 10.0, 0.1], dtype=torch.float64)
+    b0 = (a0[:, hidden.argsort()] + 0.3 * torch.randn(200, 6, generator=g, dtype=torch.float64)) * scale + 5.0
+    # a correlation matrix where the best unit of each row collides: greedy per-row choices are not a permutation
+    base = torch.randn(300, 3, generator=g, dtype=torch.float64)
+    a1 = torch.stack([base[:, 0], base[:, 0] + 0.5 * base[:, 1], base[:, 2]], 1)
+    b1 = torch.stack([base[:, 0] + 0.2 * base[:, 2], base[:, 1], base[:, 2] + 0.1 * base[:, 1]], 1) * 7.0
+    a2, b2 = torch.randn(50, 9, generator=g, dtype=torch.float64), torch.randn(50, 9, generator=g, dtype=torch.float64)
+    for a, b in ((a0, b0), (a1, b1), (a2, b2)):
+        d = a.shape[1]
+        got = fn(a.clone().float(), b.clone().float())
+        try:
+            perm = [int(j) for j in (got.tolist() if hasattr(got, "tolist") else got)]
+        except (TypeError, ValueError):
+            return f"return a list of {d} ints, got {type(got).__name__}"
+        corr = corr_of(a, b)
+        best = float(corr[torch.arange(d), torch.tensor(ref.match_units(a, b))].sum())
+        if len(perm) != d:
+            return f"for d = {d} units return {d} indices, got {len(perm)}"
+        if sorted(perm) != list(range(d)):
+            if perm == corr.argmax(1).tolist():
+                return ("two units of a were matched to the same unit of b: the best unit of each row is not a "
+                        "permutation; solve the linear assignment (scipy.optimize.linear_sum_assignment, maximize=True)")
+            return f"perm must use every unit of b exactly once, got {perm}"
+        total = float(corr[torch.arange(d), torch.tensor(perm)].sum())
+        if abs(total - best) < 1e-6:
+            continue
+        inverse = torch.tensor(perm).argsort()
+        if abs(float(corr[torch.arange(d), inverse].sum()) - best) < 1e-6:
+            return "perm is inverted: perm[i] is the unit of b matched to unit i of a, not the other way round"
+        cov = ((a - a.mean(0)).T @ (b - b.mean(0))).numpy()
+        from scipy.optimize import linear_sum_assignment
+        if perm == [int(j) for j in linear_sum_assignment(cov, maximize=True)[1]]:
+            return ("that maximizes the covariance: units of very different scales dominate it; standardize each unit "
+                    "(subtract its mean, divide by its standard deviation) to get Pearson correlations")
+        return f"summed correlation {total:.4f}, the best permutation reaches {best:.4f}"
+    return None

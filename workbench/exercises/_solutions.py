@@ -285,3 +285,12 @@ def least_squares_stitch(x, y):
     xr = torch.cat([xr, torch.ones(len(xr), 1, dtype=xr.dtype)], 1)  # the bias column
     sol = torch.linalg.lstsq(xr, yr, driver="gelsd").solution  # [cin + 1, cout]
     return sol[:cin].T, sol[cin]
+
+
+def match_units(a, b):
+    from scipy.optimize import linear_sum_assignment
+    a, b = a.double(), b.double()
+    za = (a - a.mean(0)) / a.std(0).clamp_min(1e-12)  # each unit standardized over the samples
+    zb = (b - b.mean(0)) / b.std(0).clamp_min(1e-12)
+    corr = za.T @ zb / (len(a) - 1)  # [d, d]: Pearson correlation of unit i of a and unit j of b
+    return [int(j) for j in linear_sum_assignment(corr.numpy(), maximize=True)[1]]

@@ -58,7 +58,6 @@ paper lets the share differ from layer to layer; here it is the same in every la
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -692,7 +691,6 @@ def _pleas_resnet(a, b, m, x, plan: MergePlan, arch: _Arch, ridge: float, chunk:
             _solve_layer(parts, target, n, chunk, ridge)
             hm = _run(bm, n, chunk, hm)
             ha, hb = F.relu(p2a), F.relu(p2b)
-            del p1a, p1b, p2a, p2b, rm
     la, lb = a.fc(ha.mean((2, 3))), b.fc(hb.mean((2, 3)))
     _solve_layer([(m.fc, hm.mean((2, 3)), None)], lambda i, j: mix(OUTPUT, la[i:j], lb[i:j]), n, chunk, ridge)
 
