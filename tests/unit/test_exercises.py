@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "sparse_topk_target": (lambda p, k: torch.zeros_like(p).scatter(1, p.topk(k, 1).indices, p.topk(k, 1).values),
+                           "renormalise"),
     "match_units": (lambda a, b: (lambda za, zb: (za.T @ zb).argmax(1).tolist())(
         (a - a.mean(0)) / a.std(0), (b - b.mean(0)) / b.std(0)), "linear assignment"),
     "least_squares_stitch": (lambda x, y: (lambda s: (s[:x.shape[1]].T, s[x.shape[1]]))(torch.linalg.lstsq(

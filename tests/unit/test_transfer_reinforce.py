@@ -9,8 +9,8 @@ import workbench as wb
 from workbench.data import random_crop_flip
 from workbench.transfer import distillation_loss
 from workbench.transfer.reinforce import (ReinforcedDistillation, ReinforcedLoader, ReinforcedSet, augmentation_params,
-                                          cost_ledger, payback, reinforce_dataset, replay_augmentation, sparse_kl_loss, sparse_topk,
-                                          student_run, train_reinforced)
+                                          cost_ledger, payback, reinforce_dataset, replay_augmentation, sparse_kl_loss,
+                                          sparse_topk, student_run, train_reinforced)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,8 @@ def test_student_sees_bitwise_what_the_teacher_saw(shapes, tmp_path, policy):
     assert torch.equal(classes, want_c) and torch.equal(probs, want_p) and torch.equal(y, train.labels[idx])
     assert torch.allclose(probs.sum(1), torch.ones(5))
     if policy == "crop_flip_cutmix":  # some images carry a pasted box: they differ from their crop alone
-        crop = wb.data.to_float(replay_augmentation(train.images[idx], rset.params(idx, k)[:, :3]), train.mean, train.std)
+        crop = replay_augmentation(train.images[idx], rset.params(idx, k)[:, :3])
+        crop = wb.data.to_float(crop, train.mean, train.std)
         assert not torch.equal(crop, x)
     batches = list(loader)
     assert sum(len(b[0]) for b in batches) == len(train) and all(len(b) == 4 for b in batches)
@@ -222,7 +223,7 @@ def test_train_reinforced_is_cached_and_student_run_counts_the_teacher(shapes, t
     train, test = shapes
     teacher = Teacher()
     rset = build(train, tmp_path, teacher)
-    recipe = dict(epochs=1, lr=0.05, batch_size=16, label_smoothing=0.1, augment="crop_flip")
+    recipe = dict(epochs=2, lr=0.05, batch_size=16, label_smoothing=0.1, augment="crop_flip")
     first = train_reinforced("resnet8", rset, train, test, seed=0, model_kwargs={"width": 4}, **recipe)
     teacher.fail_at = 0
     again = train_reinforced("resnet8", rset, train, test, seed=0, model_kwargs={"width": 4}, **recipe)
@@ -231,9 +232,11 @@ def test_train_reinforced_is_cached_and_student_run_counts_the_teacher(shapes, t
     teacher.fail_at = None
     runs = {v: student_run("resnet8", v, 0, train=train, test=test, reinforced=rset, teacher=teacher.net,
                            model_kwargs={"width": 4}, **recipe) for v in ("normal", "live", "reinforced")}
-    assert [runs[v]["teacher_forwards"] for v in ("normal", "live", "reinforced")] == [0, len(train), 0]
+    # the live teacher runs on every training image each epoch, and on the test set at the one evaluation
+    assert [runs[v]["teacher_forwards"] for v in ("normal", "live", "reinforced")] == [0, 2 * len(train) + len(test), 0]
+    assert [len(runs[v]["curve_test_acc"]) for v in ("normal", "live", "reinforced")] == [2, 1, 2]
     assert runs["reinforced"]["test_acc"] == first.test_acc
-    assert all(r["train_seconds"] > 0 and r["params"] > 0 and len(r["curve_test_acc"]) == 1 for r in runs.values())
+    assert all(r["train_seconds"] > 0 and r["params"] > 0 for r in runs.values())
 
 
 def test_bad_input(shapes, tmp_path):

@@ -175,6 +175,9 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise("roc_auc", "33_imaginet.ipynb",
              "Write roc_auc(scores, labels) -> float for 1-D tensors (labels 1 synthetic, 0 real): the probability that a "
              "random synthetic image scores higher than a random real one, a tie counting one half.", _checks.roc_auc),
+    Exercise("sparse_topk_target", "35_dataset_reinforcement.ipynb",
+             "Write sparse_topk_target(probs, k) -> [batch, classes]: keep each row's k largest probabilities, set the "
+             "others to zero and renormalise the kept ones to sum to 1.", _checks.sparse_topk_target),
     Exercise("least_squares_stitch", "36_stitchable.ipynb",
              "Write least_squares_stitch(x, y) -> (weight [C_out, C_in], bias [C_out]): the 1x1 convolution with a bias "
              "that best maps feature maps x [N, C_in, H, W] onto y [N, C_out, H, W] in the least-squares sense, one "

@@ -1100,3 +1100,29 @@ def match_units(fn) -> str | None:
                     "(subtract its mean, divide by its standard deviation) to get Pearson correlations")
         return f"summed correlation {total:.4f}, the best permutation reaches {best:.4f}"
     return None
+
+
+def sparse_topk_target(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    by_hand = (torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]], dtype=torch.float64), 2,
+               torch.tensor([[0.0, 2 / 3, 1 / 3], [5 / 8, 0.0, 3 / 8]], dtype=torch.float64))
+    probs = torch.softmax(torch.randn(5, 10, generator=g, dtype=torch.float64) * 2, 1)
+    cases = [by_hand] + [(probs, k, ref.sparse_topk_target(probs, k)) for k in (3, 1, 10)]
+    for p, k, want in cases:
+        got = fn(p.clone(), k)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(p.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            return f"return a dense tensor of the input's shape {tuple(p.shape)}, got {shape}"
+        got = got.double()
+        if torch.allclose(got, want, atol=1e-6):
+            continue
+        kept = (got > 0).sum(1)
+        if not (kept == min(k, p.shape[1])).all():
+            return f"with k = {k} each row should keep exactly {k} classes, got {kept.tolist()} nonzero"
+        if torch.allclose(got, torch.zeros_like(p).scatter(1, p.topk(k, 1).indices, p.topk(k, 1).values), atol=1e-6):
+            return "the kept probabilities do not sum to 1: renormalise them (divide by their sum per row)"
+        if torch.allclose(got, torch.zeros_like(p).scatter(1, p.topk(k, 1).indices, p.topk(k, 1).values.softmax(1)),
+                          atol=1e-6):
+            return "that is a softmax of the kept probabilities: they are probabilities already; divide by their sum"
+        return f"with k = {k} expected {want[0].tolist()} in the first row, got {got[0].tolist()}"
+    return None

@@ -294,3 +294,8 @@ def match_units(a, b):
     zb = (b - b.mean(0)) / b.std(0).clamp_min(1e-12)
     corr = za.T @ zb / (len(a) - 1)  # [d, d]: Pearson correlation of unit i of a and unit j of b
     return [int(j) for j in linear_sum_assignment(corr.numpy(), maximize=True)[1]]
+
+
+def sparse_topk_target(probs, k):
+    values, classes = probs.topk(k, dim=1)
+    return torch.zeros_like(probs).scatter(1, classes, values / values.sum(1, keepdim=True))

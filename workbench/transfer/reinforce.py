@@ -49,9 +49,9 @@ from ..train.checkpoint import load_state_checked
 from ..train.tasks import check_data_fits_model, check_image_batch, classification_loss
 from ..train.trainer import TrainResult
 
-__all__ = ["POLICIES", "ReinforcedSet", "ReinforcedLoader", "ReinforcedDistillation", "reinforce_dataset", "sparse_topk",
-           "sparse_kl_loss", "augmentation_params", "replay_augmentation", "augmented_images", "train_reinforced",
-           "student_run", "cost_ledger", "payback"]
+__all__ = ["POLICIES", "ReinforcedSet", "ReinforcedLoader", "ReinforcedDistillation", "reinforce_dataset",
+           "sparse_topk", "sparse_kl_loss", "augmentation_params", "replay_augmentation", "augmented_images",
+           "train_reinforced", "student_run", "cost_ledger", "payback"]
 
 POLICIES = ("crop_flip", "crop_flip_cutmix")
 VARIANTS = ("normal", "live", "reinforced")
@@ -313,7 +313,8 @@ class ReinforcedSet:
         """Read a set written by :meth:`save` (or the cache); a damaged file raises ``ValueError``."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"no reinforced set at {path}; build one with wb.transfer.reinforce_dataset(teacher, data)")
+            raise FileNotFoundError(f"no reinforced set at {path}; build one with "
+                                    "wb.transfer.reinforce_dataset(teacher, data)")
         return cls._from_payload(loads(path.read_bytes()), path)
 
     @classmethod
@@ -343,6 +344,8 @@ def _teacher_chunk(teacher: nn.Module, data: ImageDataset, rec: dict, start: int
             images = augmented_images(data, part, torch.full_like(part, k), seed=cfg["seed"], policy=cfg["policy"],
                                       padding=cfg["padding"])
             x = to_float(images.to(device), data.mean, data.std)
+            if cfg["channels_last"]:  # as fit feeds a convolutional network
+                x = x.contiguous(memory_format=torch.channels_last)
             logits = teacher(x)
             if logits.ndim != 2:
                 raise ValueError(f"the teacher must return logits [B, classes], got shape {list(logits.shape)}")
@@ -403,6 +406,7 @@ def reinforce_dataset(teacher: nn.Module, data: ImageDataset, *, augmentations: 
            "batch_size": batch_size}
     key = {"teacher": model_fingerprint(teacher), "data": rec, **cfg, "chunk_size": chunk_size}
     fresh = {"forwards": 0}
+    channels_last = dev.type in ("cpu", "cuda") and any(isinstance(m, nn.Conv2d) for m in teacher.modules())
     bounds = [(s, min(s + chunk_size, len(data))) for s in range(0, len(data), chunk_size)]
 
     def build() -> dict[str, Any]:
@@ -412,7 +416,8 @@ def reinforce_dataset(teacher: nn.Module, data: ImageDataset, *, augmentations: 
             parts = []
             for start, stop in bounds:
                 def chunk(start=start, stop=stop):
-                    out = _teacher_chunk(teacher, data, rec, start, stop, cfg, dev)
+                    out = _teacher_chunk(teacher, data, rec, start, stop, {**cfg, "channels_last": channels_last},
+                                         dev)
                     fresh["forwards"] += out["forwards"]
                     return out
                 parts.append(cached(chunk, key={**key, "chunk": [start, stop]}, name="reinforce_chunk",
@@ -579,13 +584,15 @@ def student_run(model: str, variant: str, seed: int, *, train: ImageDataset, tes
     Args:
         variant: ``"normal"`` (labels, the recipe's augmentation and label smoothing),
             ``"live"`` (distillation from ``teacher`` at temperature 1 on fresh augmentations: one
-            teacher forward pass per image per epoch) or ``"reinforced"`` (from ``reinforced``, no teacher).
+            teacher forward pass per image per epoch; evaluated after the last epoch only, since each
+            evaluation runs the teacher on the test set too) or ``"reinforced"`` (from ``reinforced``,
+            no teacher).
         model, seed, model_kwargs, batch_size, **fit_kwargs: the student and the shared recipe.
 
     Returns:
-        ``model``, ``variant``, ``seed``, ``test_acc``, ``train_seconds`` (training and per-epoch evaluation,
-        as measured when the run was trained), ``teacher_forwards`` (images through the teacher during
-        training), the curves per epoch, ``params`` and ``macs`` of the student.
+        ``model``, ``variant``, ``seed``, ``test_acc``, ``train_seconds`` (training and evaluation, as
+        measured when the run was trained), ``teacher_forwards`` (images through the teacher: training
+        and evaluation), the test accuracy per evaluated epoch, ``params`` and ``macs`` of the student.
     """
     from ..models.summary import summary
     from .distill import Distillation
@@ -599,6 +606,7 @@ def student_run(model: str, variant: str, seed: int, *, train: ImageDataset, tes
         if teacher is None:
             raise ValueError("variant 'live' distills from a teacher: pass teacher=")
         kw.pop("label_smoothing", None)
+        kw.setdefault("eval_every", kw.get("epochs", 1))  # each evaluation runs the teacher on the test set too
         live = Distillation(teacher, temperature=1.0, alpha=1.0)
         res = train_model(model, train, test, progress=False, task=live, **kw)
     else:
@@ -607,12 +615,13 @@ def student_run(model: str, variant: str, seed: int, *, train: ImageDataset, tes
                              "pass reinforced=wb.transfer.reinforce_dataset(...)")
         res = train_reinforced(model, reinforced, train, test, **kw)
     h = res.history
+    evaluated = h[h["test_acc"].notna()]
     cost = summary(res.model, tuple(train.shape))
     return {"model": model, "variant": variant, "seed": seed, "test_acc": res.test_acc,
             "train_seconds": float(h["seconds"].iloc[-1]),
-            "teacher_forwards": len(h) * len(train) if variant == "live" else 0,
-            "curve_epoch": [int(v) for v in h["epoch"]], "curve_test_acc": [float(v) for v in h["test_acc"]],
-            "params": cost.params, "macs": cost.macs}
+            "teacher_forwards": len(h) * len(train) + len(evaluated) * len(test) if variant == "live" else 0,
+            "curve_epoch": [int(v) for v in evaluated["epoch"]],
+            "curve_test_acc": [float(v) for v in evaluated["test_acc"]], "params": cost.params, "macs": cost.macs}
 
 
 # -- the cost ledger -------------------------------------------------------------------------------
