@@ -30,10 +30,12 @@ as_root() {
 }
 
 apt_packages() {
-  # optional system packages: Fashion-MNIST from Debian; Chromium for the browser tests
+  # optional system packages: Fashion-MNIST from Debian; Chromium for the browser tests; libGL for OpenCV
   command -v apt-get >/dev/null || return 0
   local want=()
   [ -d /usr/share/datasets/fashion-mnist ] || want+=(dataset-fashion-mnist)
+  # OpenCV (under imagecorruptions, the tests' reference corruptions) needs libGL and glib
+  ldconfig -p 2>/dev/null | grep -q "libGL.so.1 " || want+=(libgl1 libglib2.0-0)
   if [ "$#" -gt 0 ]; then want+=("$@"); fi
   [ "${#want[@]}" -gt 0 ] || return 0
   say "installing system packages: ${want[*]}"

@@ -30,7 +30,7 @@ def test_subset_is_deterministic_and_sized():
 
 
 def test_unknown_dataset_lists_names():
-    with pytest.raises(ValueError, match="cifar10, fashion_mnist, shapes"):
+    with pytest.raises(ValueError, match=r"valid names: cifar10, .*fashion_mnist, .*shapes"):
         wb.load("cifar100")
     with pytest.raises(ValueError, match="splits"):
         wb.load("shapes", "validation")

@@ -8,6 +8,9 @@
 ``load(name, split)`` reads a local mirror (``WORKBENCH_DATA_DIR``), a system
 package, or the Hugging Face hub, in that order (see :mod:`workbench.data.sources`),
 and caches the decoded tensors. ``Loader`` serves augmented batches from them.
+``load(..., corruption="fog", severity=3)`` returns a CIFAR-10-C-style corrupted copy
+(:mod:`workbench.data.corruptions`); ``cifar10_shifted``, ``fashion_mnist_inverted`` and
+``fashion_mnist_textured`` are appearance-shifted copies.
 """
 from __future__ import annotations
 
@@ -15,13 +18,16 @@ from typing import Callable
 
 import torch
 
+from . import corruptions
+from .corruptions import corrupt, list_corruptions
 from .dataset import ImageDataset, to_float, to_uint8, validate_images
 from .loader import Loader, random_crop_flip, random_stream
 from .sources import CIFAR10, FASHION_MNIST, DataUnavailableError, Spec, load_spec
 from .synthetic import SHAPES, make_shapes, spiral
 
 __all__ = ["load", "list_datasets", "ImageDataset", "Loader", "DataUnavailableError", "to_float", "to_uint8",
-           "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral"]
+           "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral", "corrupt",
+           "list_corruptions"]
 
 _DATASETS: dict[str, Callable[[str], ImageDataset]] = {}
 
@@ -65,8 +71,48 @@ def _shapes(split: str) -> ImageDataset:
     return ImageDataset(images, labels, list(SHAPES), "shapes", split, (0.5, 0.5, 0.5), (0.3, 0.3, 0.3), "generated")
 
 
+def _shifted(ds: ImageDataset, name: str, images: torch.Tensor, change: str) -> ImageDataset:
+    """``ds`` with new images (labels, classes and normalization kept: a model trained on the clean
+    data meets the shifted copy with the clean statistics)."""
+    return ImageDataset(images, ds.labels, list(ds.classes), name, ds.split, ds.mean, ds.std, f"{ds.source}; {change}")
+
+
+@register_dataset("cifar10_shifted")
+def _cifar10_shifted(split: str) -> ImageDataset:
+    """CIFAR-10 with a fixed colour and style change per image (:func:`corruptions.style_shift`): hue
+    rotated by 90-270 degrees, gamma 0.5-2, contrast x0.6-1, an oriented grating of amplitude 0.06; labels,
+    objects and layout unchanged."""
+    ds = _from_spec(CIFAR10, split)
+    return _shifted(ds, "cifar10_shifted", corruptions.style_shift(ds.images, seed=1),
+                    "style shift: hue rotation, gamma, contrast, grating texture (seed 1)")
+
+
+@register_dataset("fashion_mnist_inverted")
+def _fashion_mnist_inverted(split: str) -> ImageDataset:
+    """Fashion-MNIST with every pixel inverted (``255 - x``): dark garments on a white ground."""
+    ds = _from_spec(FASHION_MNIST, split)
+    return _shifted(ds, "fashion_mnist_inverted", corruptions.invert(ds.images), "inverted (255 - x)")
+
+
+@register_dataset("fashion_mnist_textured")
+def _fashion_mnist_textured(split: str) -> ImageDataset:
+    """Fashion-MNIST with a plaid texture (two gratings, up to 60% grey) laid under each garment
+    (:func:`corruptions.texture_overlay`): the black ground becomes textured, bright garment pixels stay."""
+    ds = _from_spec(FASHION_MNIST, split)
+    return _shifted(ds, "fashion_mnist_textured", corruptions.texture_overlay(ds.images, seed=1),
+                    "textured background: max(x, plaid texture up to 0.6) (seed 1)")
+
+
+def _positions(n: int, subset: int | None, seed: int) -> torch.Tensor:
+    """The positions in the full split of the examples that ``ds.subset(subset, seed)`` keeps, read off
+    by taking the same subset of a dataset whose labels are the positions."""
+    probe = ImageDataset(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.arange(n), [""] * n)
+    return probe.subset(subset, seed=seed).labels
+
+
 def load(name: str, split: str = "train", subset: int | None = None, device: torch.device | str | None = None,
-         seed: int = 0) -> ImageDataset:
+         seed: int = 0, corruption: str | None = None, severity: int | None = None,
+         corruption_seed: int = 0) -> ImageDataset:
     """Load a dataset split as tensors.
 
     Args:
@@ -76,16 +122,44 @@ def load(name: str, split: str = "train", subset: int | None = None, device: tor
             ``None`` keeps all. Notebooks pass a value per mode.
         device: move the tensors there (default: stay on the CPU).
         seed: chooses the subset.
+        corruption: a CIFAR-10-C corruption (:func:`list_corruptions`) applied on ``device`` after the
+            subset is taken; each image's random draws depend on its position in the full split and
+            ``corruption_seed`` only, so a subset holds the same pixels as the whole corrupted split.
+        severity: 0 (the clean data) to 5; needed with ``corruption``.
+        corruption_seed: the seed of the corruption's random draws (noise, angles, fog).
 
     Returns:
         :class:`ImageDataset` with ``.images`` (uint8 ``[N, C, H, W]``), ``.labels`` (int64 ``[N]``)
         and ``.classes``.
 
     Raises:
-        ValueError: an unknown name (the message lists the valid ones) or split.
+        ValueError: an unknown name (the message lists the valid ones) or split, an unknown corruption
+            or a severity outside 0..5.
         DataUnavailableError: no source reachable; the message says what to install or set.
+
+    Example:
+        >>> fog = wb.load("cifar10", "test", corruption="fog", severity=3, subset=1000)
+        >>> fog.name, fog.source   # ('cifar10/fog-3', '... fog at severity 3 ...')
     """
     if name not in _DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
-    ds = _DATASETS[name](split).subset(subset, seed=seed)
-    return ds.to(device) if device is not None else ds
+    if corruption is None and severity is not None:
+        raise ValueError(f"severity={severity!r} needs a corruption: pass corruption=one of "
+                         f"{', '.join(list_corruptions())}")
+    if corruption is not None:
+        if severity is None:
+            raise ValueError(f"corruption={corruption!r} needs a severity: pass severity=0..5 "
+                             "(0 is the clean data)")
+        corruptions._check(corruption, severity, 3)
+    full = _DATASETS[name](split)
+    ds = full.subset(subset, seed=seed)
+    if device is not None:
+        ds = ds.to(device)
+    if corruption is None or severity == 0:
+        return ds
+    index = _positions(len(full), subset, seed).to(ds.images.device)
+    images = corrupt(ds.images, corruption, severity, seed=corruption_seed, index=index)
+    change = (f"corrupted: {corruption} at severity {severity} (CIFAR-10-C constants, arXiv:1903.12261, "
+              f"corruption seed {corruption_seed})")
+    return ImageDataset(images, ds.labels, list(ds.classes), f"{ds.name}/{corruption}-{severity}", ds.split,
+                        ds.mean, ds.std, f"{ds.source}; {change}")
