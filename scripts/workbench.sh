@@ -36,6 +36,9 @@ apt_packages() {
   [ -d /usr/share/datasets/fashion-mnist ] || want+=(dataset-fashion-mnist)
   # OpenCV (under imagecorruptions, the tests' reference corruptions) needs libGL and glib
   ldconfig -p 2>/dev/null | grep -q "libGL.so.1 " || want+=(libgl1 libglib2.0-0)
+  # the fonts wb.data.glyphs renders Aramaic and Hebrew letters from (notebook 30)
+  [ -f /usr/share/fonts/truetype/noto/NotoSansImperialAramaic-Regular.ttf ] || want+=(fonts-noto-core)
+  [ -d /usr/share/fonts/truetype/culmus ] || want+=(culmus)
   if [ "$#" -gt 0 ]; then want+=("$@"); fi
   [ "${#want[@]}" -gt 0 ] || return 0
   say "installing system packages: ${want[*]}"

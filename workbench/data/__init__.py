@@ -163,3 +163,6 @@ def load(name: str, split: str = "train", subset: int | None = None, device: tor
               f"corruption seed {corruption_seed})")
     return ImageDataset(images, ds.labels, list(ds.classes), f"{ds.name}/{corruption}-{severity}", ds.split,
                         ds.mean, ds.std, f"{ds.source}; {change}")
+
+
+from . import glyphs  # noqa: E402,F401  (registers "glyphs" and "glyphs_plain"; it needs register_dataset above)
