@@ -7,7 +7,7 @@ import torch
 
 import workbench as wb
 from workbench.transfer.stitch import (SNNet, StitchedNet, StitchLayer, StitchSampling, family_positions, family_run,
-                                       least_squares_stitch, pieces, stitch_family, stitch_networks, stitch_positions)
+                                       least_squares_stitch, stitch_pieces, stitch_family, stitch_networks, stitch_positions)
 
 
 def resnet(depth=8, width=4, seed=0, **kw):
@@ -95,11 +95,11 @@ def test_self_stitch_of_a_vit_on_tokens():
 def test_pieces_compose_to_the_model():
     model, x = resnet(20, 4), images(4)
     out = x
-    for _, p in pieces(model):
+    for _, p in stitch_pieces(model):
         out = p(out)
     torch.testing.assert_close(out, model(x))
     with pytest.raises(TypeError, match="CifarResNet .* VisionTransformer"):
-        pieces(wb.create_model("mlp"))
+        stitch_pieces(wb.create_model("mlp"))
 
 
 # --- costs -----------------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def test_positions_of_two_depths():
     assert family_positions(a, b) == [("stem", "layer1.0"), ("layer1.0", "layer1.2"), ("layer2.0", "layer2.2"),
                                       ("layer3.0", "layer3.2"), ("hook_pool", "fc")]
     same = family_positions(resnet(20, 4), b)
-    names = [n for n, _ in pieces(b)]
+    names = [n for n, _ in stitch_pieces(b)]
     assert same == [(names[k], names[k + 1]) for k in range(len(names) - 1)]
     valid = stitch_positions(a, b)
     assert ("layer1.0", "layer2.0") in valid and ("layer1.0", "layer2.1") not in valid

@@ -50,7 +50,7 @@ from ..models.vit import VisionTransformer
 from ..train import Task, model_fingerprint
 from ..train.tasks import check_data_fits_model, check_image_batch, classification_loss
 
-__all__ = ["least_squares_stitch", "StitchLayer", "StitchedNet", "SNNet", "StitchSampling", "pieces",
+__all__ = ["least_squares_stitch", "StitchLayer", "StitchedNet", "SNNet", "StitchSampling", "stitch_pieces",
            "stitch_positions", "family_positions", "stitch_networks", "stitch_family", "family_run"]
 
 
@@ -157,7 +157,7 @@ class _ViTPool(nn.Module):
         return self.norm(x)[:, 0]
 
 
-def pieces(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def stitch_pieces(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model as a chain of named pieces whose composition is its forward pass (modules shared).
 
     A CIFAR ResNet: ``stem``, ``layerS.B`` (its blocks), ``hook_pool``, ``fc``; a ViT: ``hook_embed``,
@@ -183,7 +183,7 @@ def _shapes(model: nn.Module, x: torch.Tensor | None = None) -> list[tuple[int, 
     out = []
     try:
         with torch.no_grad():
-            for _, p in pieces(model):
+            for _, p in stitch_pieces(model):
                 x = p(x)
                 out.append(tuple(x.shape[1:]))
     finally:
@@ -215,7 +215,7 @@ def stitch_positions(a: nn.Module, b: nn.Module, resample: bool = False) -> list
     """Every ``(front, back)`` that a 1x1 or linear layer can join: A's output after piece ``front`` has
     the rank and spatial size (or token count) of B's input at piece ``back`` (integer ratios of the
     spatial size too with ``resample=True``). Fronts exclude A's head, backs B's stem."""
-    na, nb = [n for n, _ in pieces(a)], [n for n, _ in pieces(b)]
+    na, nb = [n for n, _ in stitch_pieces(a)], [n for n, _ in stitch_pieces(b)]
     sa, sb = _shapes(a), _shapes(b)
     return [(na[i], nb[j]) for i in range(len(na) - 1) for j in range(1, len(nb))
             if _bridge(sa[i], sb[j - 1], resample) is not None]
@@ -225,7 +225,7 @@ def family_positions(a: nn.Module, b: nn.Module, resample: bool = False) -> list
     """SN-Net's stitches from a (small) anchor A into a (large) anchor B, one per cut of A: A's cut after
     piece ``k`` of its ``m`` pieces enters B at piece ``1 + round(k (n - 2) / (m - 2))`` of its ``n``
     (equal depths: block ``l`` into block ``l + 1``); positions whose shapes do not match are left out."""
-    na, nb = [n for n, _ in pieces(a)], [n for n, _ in pieces(b)]
+    na, nb = [n for n, _ in stitch_pieces(a)], [n for n, _ in stitch_pieces(b)]
     valid = set(stitch_positions(a, b, resample))
     m, n = len(na), len(nb)
     out = []
@@ -241,7 +241,7 @@ def _describe(shape: tuple[int, ...]) -> str:
 
 
 def _check_position(a: nn.Module, b: nn.Module, front: str, back: str, resample: bool) -> tuple[int, int, tuple]:
-    na, nb = [n for n, _ in pieces(a)], [n for n, _ in pieces(b)]
+    na, nb = [n for n, _ in stitch_pieces(a)], [n for n, _ in stitch_pieces(b)]
     if front not in na[:-1]:
         raise ValueError(f"front {front!r} is not a piece of the front network ({type(a).__name__}) that a stitch "
                          f"can leave from; its pieces are: {', '.join(na[:-1])}")
@@ -304,7 +304,7 @@ def _activations(model: nn.Module, x: torch.Tensor, upto: int) -> torch.Tensor:
     model.eval()
     try:
         with torch.no_grad():
-            for _, p in pieces(model)[: upto + 1]:
+            for _, p in stitch_pieces(model)[: upto + 1]:
                 x = p(x)
     finally:
         model.train(was)
@@ -325,7 +325,7 @@ def stitch_networks(a: nn.Module, b: nn.Module, front: str, back: str, images: t
     """The network ``B[back:] o S o A[:front]``, with ``S`` fitted by least squares on ``images``.
 
     Args:
-        a, b: the front and back networks (CIFAR ResNets or ViTs; see :func:`pieces` for the names).
+        a, b: the front and back networks (CIFAR ResNets or ViTs; see :func:`stitch_pieces` for the names).
         front: A's piece whose output is stitched (``"stem"``, ``"layer2.0"``, ``"hook_pool"``, ...).
         back: B's piece that receives it (``"layer2.1"``, ``"fc"``, ...).
         images: normalized images ``[N, C, H, W]`` for the least-squares fit (``None``: the layer's
@@ -352,7 +352,7 @@ def stitch_networks(a: nn.Module, b: nn.Module, front: str, back: str, images: t
     if images is not None:
         images = images.to(next(b.parameters()).device)
         residual = layer.init_least_squares(_activations(a, images, i), _activations(b, images, j - 1))
-    net = StitchedNet(pieces(a)[: i + 1], layer, pieces(b)[j:], a.in_chans, b.num_classes, train_parts=train_parts)
+    net = StitchedNet(stitch_pieces(a)[: i + 1], layer, stitch_pieces(b)[j:], a.in_chans, b.num_classes, train_parts=train_parts)
     if not train_parts:
         for p in list(net.front.parameters()) + list(net.back.parameters()):
             p.requires_grad_(False)
@@ -387,7 +387,7 @@ class SNNet(WorkbenchModel):
             layers.append(StitchLayer(cin, cout, kind, bias=bias, down=down, up=up))
         self.stitches = nn.ModuleList(layers)
         self.configurations = ["A", "B"] + [f"{f}>{bk}" for f, bk in self.positions]
-        self._pieces = (pieces(a), pieces(b))  # the anchors' chains (modules shared, not registered twice)
+        self._pieces = (stitch_pieces(a), stitch_pieces(b))  # the anchors' chains (modules shared, not registered twice)
         names = ([n for n, _ in self._pieces[0]], [n for n, _ in self._pieces[1]])
         self._cuts = [(names[0].index(f), names[1].index(bk)) for f, bk in self.positions]  # (A's last, B's first)
         self.active = "B"
