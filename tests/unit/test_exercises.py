@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "stroke_width": (lambda m, s: m if s == 0 else torch.nn.functional.max_pool2d(m, 3, 1, 1) if s > 0
+                     else -torch.nn.functional.max_pool2d(-m, 3, 1, 1), "times"),
     "sparse_topk_target": (lambda p, k: torch.zeros_like(p).scatter(1, p.topk(k, 1).indices, p.topk(k, 1).values),
                            "renormalise"),
     "match_units": (lambda a, b: (lambda za, zb: (za.T @ zb).argmax(1).tolist())(

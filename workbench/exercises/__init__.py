@@ -190,6 +190,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write match_units(a, b) -> perm: a and b are activations [n, d] of one layer of two networks on the same "
              "inputs; return the permutation (a list of d ints, perm[i] the unit of b matched to unit i of a) that "
              "maximizes the summed Pearson correlation of a[:, i] and b[:, perm[i]].", _checks.match_units),
+    Exercise("stroke_width", "42_deep_aramaic.ipynb",
+             "Write stroke_width(mask, steps) -> tensor: ink masks [N, 1, H, W] (1 = ink) with every stroke thickened "
+             "(steps > 0) or thinned (steps < 0) |steps| times: each step replaces a pixel by the maximum (thicken) or "
+             "minimum (thin) of its 3x3 neighbourhood, pixels outside the image not counting; steps = 0 returns the "
+             "masks unchanged.", _checks.stroke_width),
 ]}
 
 

@@ -1126,3 +1126,41 @@ def sparse_topk_target(fn) -> str | None:
             return "that is a softmax of the kept probabilities: they are probabilities already; divide by their sum"
         return f"with k = {k} expected {want[0].tolist()} in the first row, got {got[0].tolist()}"
     return None
+
+
+def stroke_width(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    dot = torch.zeros(1, 1, 5, 5)
+    dot[0, 0, 2, 2] = 1.0
+    corner = torch.zeros(1, 1, 6, 6)
+    corner[0, 0, :3, :3] = 1.0  # a 3x3 block of ink in the image's corner
+    soft = torch.rand(2, 1, 9, 7, generator=g)  # soft masks, a rectangular image
+    cases = [(dot, 1), (dot, 0), (F.max_pool2d(dot, 3, 1, 1), -1), (corner, -1), (corner, 2),
+             (soft, 2), (soft, -2), (soft, 3), (torch.ones(1, 1, 4, 4), -1)]
+    for mask, steps in cases:
+        want = ref.stroke_width(mask, steps)
+        got = fn(mask.clone(), steps)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(mask.shape):
+            return (f"for masks of shape {list(mask.shape)} return a tensor of the same shape (a 3x3 neighbourhood "
+                    f"with padding 1 keeps H and W), got {getattr(got, 'shape', got)}")
+        got = got.detach().to(want.dtype)
+        if torch.allclose(got, want, atol=1e-6):
+            continue
+        where = f"for steps = {steps} on a {list(mask.shape[-2:])} mask"
+        if steps != 0 and torch.allclose(got, ref.stroke_width(mask, -steps), atol=1e-6):
+            return f"{where} the strokes moved the wrong way: steps > 0 thickens (the maximum), steps < 0 thins (the minimum)"
+        if abs(steps) > 1 and torch.allclose(got, ref.stroke_width(mask, 1 if steps > 0 else -1), atol=1e-6):
+            return f"{where} only one step was applied: apply the 3x3 maximum or minimum |steps| times"
+        if steps < 0:
+            zero_padded = mask
+            for _ in range(-steps):
+                zero_padded = -F.max_pool2d(F.pad(-zero_padded, (1, 1, 1, 1), value=0.0), 3, 1)
+            if torch.allclose(got, zero_padded, atol=1e-6):
+                return (f"{where} the border was thinned from outside: pixels outside the image do not count, so "
+                        "the minimum is over the neighbours inside the image (max-pooling's padding does this)")
+        if steps == 0:
+            return "steps = 0 must return the masks unchanged"
+        return (f"{where} the values differ from the expected ones by up to {float((got - want).abs().max()):.3g}: "
+                "each step takes the maximum (thicken) or minimum (thin) over the full 3x3 neighbourhood, "
+                "centre included")
+    return None

@@ -299,3 +299,10 @@ def match_units(a, b):
 def sparse_topk_target(probs, k):
     values, classes = probs.topk(k, dim=1)
     return torch.zeros_like(probs).scatter(1, classes, values / values.sum(1, keepdim=True))
+
+
+def stroke_width(mask, steps):
+    out = mask
+    for _ in range(abs(steps)):  # max-pooling pads with -inf: pixels outside the image never win
+        out = F.max_pool2d(out, 3, 1, 1) if steps > 0 else -F.max_pool2d(-out, 3, 1, 1)
+    return out
