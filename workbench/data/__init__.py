@@ -103,13 +103,6 @@ def _fashion_mnist_textured(split: str) -> ImageDataset:
                     "textured background: max(x, plaid texture up to 0.6) (seed 1)")
 
 
-def _positions(n: int, subset: int | None, seed: int) -> torch.Tensor:
-    """The positions in the full split of the examples that ``ds.subset(subset, seed)`` keeps, read off
-    by taking the same subset of a dataset whose labels are the positions."""
-    probe = ImageDataset(torch.zeros(n, 1, 1, 1, dtype=torch.uint8), torch.arange(n), [""] * n)
-    return probe.subset(subset, seed=seed).labels
-
-
 def load(name: str, split: str = "train", subset: int | None = None, device: torch.device | str | None = None,
          seed: int = 0, corruption: str | None = None, severity: int | None = None,
          corruption_seed: int = 0) -> ImageDataset:
@@ -157,7 +150,8 @@ def load(name: str, split: str = "train", subset: int | None = None, device: tor
         ds = ds.to(device)
     if corruption is None or severity == 0:
         return ds
-    index = _positions(len(full), subset, seed).to(ds.images.device)
+    index = full.subset_indices(subset, seed)
+    index = (torch.arange(len(full)) if index is None else index).to(ds.images.device)
     images = corrupt(ds.images, corruption, severity, seed=corruption_seed, index=index)
     change = (f"corrupted: {corruption} at severity {severity} (CIFAR-10-C constants, arXiv:1903.12261, "
               f"corruption seed {corruption_seed})")

@@ -78,18 +78,25 @@ class ImageDataset:
         ``offset`` skips the first ``offset`` examples of the seed's random order, so that
         ``subset(m, seed, offset=n)`` is disjoint from ``subset(n, seed)``: a validation set held out
         from the training subset (``wb.load(name, subset=n, seed=seed)`` draws the same ``n``)."""
+        idx = self.subset_indices(n, seed, offset)
+        if idx is None:
+            return self
+        idx = idx.to(self.images.device)
+        return self._replace(self.images[idx], self.labels[idx])
+
+    def subset_indices(self, n: int | None, seed: int = 0, offset: int = 0) -> torch.Tensor | None:
+        """The positions, ascending, of the examples :meth:`subset` keeps; ``None`` when it keeps all."""
         if offset < 0:
             raise ValueError(f"offset must be at least 0, got {offset}")
         if offset >= len(self):
             raise ValueError(f"offset {offset} leaves no example of the {len(self):,}; lower it")
         if offset == 0 and (n is None or n >= len(self)):
-            return self
+            return None
         if n is not None and n < 1:
             raise ValueError(f"subset size must be at least 1, got {n}")
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(self), generator=g)[offset:]
-        idx = order[:n].sort().values.to(self.images.device)
-        return self._replace(self.images[idx], self.labels[idx])
+        return order[:n].sort().values
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images ``[N, C, H, W]`` to normalized float32, with this dataset's mean and std."""
