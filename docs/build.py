@@ -116,6 +116,48 @@ print("__wb_reference_seconds__", __wb_reference_workload())
 del __wb_reference_workload
 """
 
+# Plotly's notebook renderer (the one a headless kernel uses, so that the site can draw the figures)
+# inlines all of plotly.js, about 5 MB, in the first figure's output of every notebook. Kept inline it
+# would be stored four times per notebook (the executed copy, the site's source, its page and its
+# download): 1.4 GB for 64 notebooks, enough to fill a small CI disk. :func:`slim_plotly` moves it into
+# one shared file that every page loads (the renderer's own wrapper included, so that it defines
+# ``window.Plotly`` whatever module loader the page has).
+PLOTLY_BUNDLE = re.compile(r"<script>(/\*\*\s*\n\* plotly\.js v.*?)</script>", re.S)
+ASSETS = "assets"                    # beside the executed notebooks, and at the root of the site
+ASSET_URL = "../../" + ASSETS + "/"  # from a notebook's page, site/notebooks/<name>/index.html
+
+
+def slim_plotly(nb, assets: Path) -> int:
+    """Replace every inlined copy of plotly.js in ``nb``'s outputs (a notebook as nbformat or json
+    reads it, changed in place) by a ``<script src>`` of one file under ``assets`` named by its digest,
+    written there once (atomically). Returns the number of characters taken out of the notebook."""
+    moved = 0
+
+    def swap(m: re.Match) -> str:
+        nonlocal moved
+        code = m.group(1)
+        name = f"plotly-{hashlib.sha256(code.encode()).hexdigest()[:16]}.js"
+        target = Path(assets) / name
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
+            tmp.write_text(code)
+            os.replace(tmp, target)
+        moved += len(m.group(0))
+        return f'<script src="{ASSET_URL}{name}"></script>'
+
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            html = data.get("text/html")
+            if html is None:
+                continue
+            text = "".join(html) if isinstance(html, list) else html
+            if "plotly.js v" in text:
+                data["text/html"] = PLOTLY_BUNDLE.sub(swap, text)
+    return moved
+
+
 _package_digest: str | None = None
 
 
@@ -305,6 +347,7 @@ async def execute_notebook(source: Path, out: Path | None, *, threads: int, work
     nb.metadata.setdefault("workbench", {})[f"{mode}_run"] = record
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
+        slim_plotly(nb, out.parent / ASSETS)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         nbformat.write(nb, tmp)
         os.replace(tmp, out)
@@ -415,8 +458,12 @@ def main() -> None:
         failed = {n: r for n, r in results.items() if isinstance(r, BaseException)}
         if failed:
             raise SystemExit("\n\n".join(describe_failure(n, r) for n, r in sorted(failed.items())))
-    for e in built:
-        shutil.copy(executed / e["notebook"], src / "notebooks" / e["notebook"])
+    for e in built:  # copies of an older runner may still hold plotly.js inline: slim them too
+        nb = json.loads((executed / e["notebook"]).read_text())
+        slim_plotly(nb, src / ASSETS)
+        (src / "notebooks" / e["notebook"]).write_text(json.dumps(nb, indent=1, ensure_ascii=False))
+    if (executed / ASSETS).is_dir():
+        shutil.copytree(executed / ASSETS, src / ASSETS, dirs_exist_ok=True)
     t_exec = time.perf_counter() - t0
 
     config = {

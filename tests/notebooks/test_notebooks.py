@@ -122,6 +122,27 @@ def test_executed_copy_is_reused_only_while_notebook_and_package_are_unchanged(t
     assert not runner.is_current(executed, src)
 
 
+def test_inlined_plotly_js_moves_to_one_shared_file(tmp_path):
+    from plotly.offline import get_plotlyjs
+
+    # what plotly's notebook renderer shows before a headless kernel's first figure (HtmlRenderer.activate)
+    html = f"<script>window.PlotlyConfig = {{MathJaxConfig: 'local'}};</script>\n<script>{get_plotlyjs()}</script>\n"
+    assert "plotly.js v" in html and len(html) > 1_000_000
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "display_data", "data": {"text/html": [html], "text/plain": ["<figure>"]}},
+        {"output_type": "stream", "text": "plotly.js v9 is only text here"}]}]}
+    moved = runner.slim_plotly(nb, tmp_path / "assets")
+    out = nb["cells"][0]["outputs"][0]["data"]["text/html"]
+    (asset,) = (tmp_path / "assets").iterdir()
+    assert moved > 1_000_000 and len(out) < len(html) - moved + 200
+    assert f'<script src="../../assets/{asset.name}"></script>' in out and "plotly.js v" not in out
+    assert asset.read_text().startswith("/**") and "window.Plotly = Plotly" in asset.read_text()
+    assert out.replace(f'<script src="../../assets/{asset.name}"></script>', f"<script>{asset.read_text()}</script>") \
+        == html                                                      # nothing else changed
+    assert runner.slim_plotly(nb, tmp_path / "assets") == 0          # a slimmed notebook stays as it is
+    assert nb["cells"][0]["outputs"][1]["text"] == "plotly.js v9 is only text here"
+
+
 @pytest.mark.parametrize("cores", [1, 2, 3, 8, 16, 64])
 def test_plan_never_oversubscribes_the_cores(cores, monkeypatch):
     monkeypatch.delenv("WORKBENCH_THREADS", raising=False)
