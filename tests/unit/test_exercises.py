@@ -27,6 +27,7 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "ibn_normalize": (lambda x, n: torch.nn.functional.instance_norm(x, eps=1e-5), "last channels"),
     "stroke_width": (lambda m, s: m if s == 0 else torch.nn.functional.max_pool2d(m, 3, 1, 1) if s > 0
                      else -torch.nn.functional.max_pool2d(-m, 3, 1, 1), "times"),
     "sparse_topk_target": (lambda p, k: torch.zeros_like(p).scatter(1, p.topk(k, 1).indices, p.topk(k, 1).values),

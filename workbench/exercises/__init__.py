@@ -195,6 +195,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "(steps > 0) or thinned (steps < 0) |steps| times: each step replaces a pixel by the maximum (thicken) or "
              "minimum (thin) of its 3x3 neighbourhood, pixels outside the image not counting; steps = 0 returns the "
              "masks unchanged.", _checks.stroke_width),
+    Exercise("ibn_normalize", "40_ibn_net.ipynb",
+             "Write ibn_normalize(x, n_in) -> tensor: activations x [batch, C, H, W] with the first n_in channels "
+             "instance-normalized (each image's channel by its own mean and variance over H x W) and the others "
+             "batch-normalized as in training (over the batch and H x W); biased variances, eps = 1e-5 added to the "
+             "variance, no affine parameters.", _checks.ibn_normalize),
 ]}
 
 

@@ -1164,3 +1164,29 @@ def stroke_width(fn) -> str | None:
                 "each step takes the maximum (thicken) or minimum (thin) over the full 3x3 neighbourhood, "
                 "centre included")
     return None
+
+
+def ibn_normalize(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 5, 3, generator=g, dtype=torch.float64) * 3 + torch.arange(6.0).view(1, 6, 1, 1)
+    for n_in in (3, 0, 6, 1):
+        want = ref.ibn_normalize(x, n_in)
+        got = fn(x.clone(), n_in)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(x.shape):
+            return f"return a tensor of the input's shape {list(x.shape)}, got {getattr(got, 'shape', type(got).__name__)}"
+        got = got.double()
+        if torch.allclose(got, want, atol=1e-5):
+            continue
+        where = f"with n_in = {n_in} of {x.shape[1]} channels"
+        if n_in < x.shape[1] and torch.allclose(got[:, n_in:], ref.ibn_normalize(x, x.shape[1])[:, n_in:], atol=1e-5):
+            return f"{where} the last channels were instance-normalized: only the first n_in are; the rest use batch statistics"
+        if n_in > 0 and torch.allclose(got[:, :n_in], ref.ibn_normalize(x, 0)[:, :n_in], atol=1e-5):
+            return f"{where} the first n_in channels were batch-normalized: they take each image's own mean and variance"
+        unbiased = torch.cat([(p - p.mean(d, keepdim=True)) / (p.var(d, keepdim=True) + 1e-5).sqrt()
+                              for p, d in zip(x.split([n_in, x.shape[1] - n_in], 1), ((2, 3), (0, 2, 3)))
+                              if p.shape[1]], 1)
+        if torch.allclose(got, unbiased, atol=1e-5):
+            return f"{where} the variances are unbiased (divided by count - 1): normalization divides by the count"
+        bad = (got - want).abs().amax((0, 2, 3))
+        return f"{where} channels {[int(c) for c in (bad > 1e-5).nonzero().flatten()]} differ from the expected values"
+    return None

@@ -306,3 +306,13 @@ def stroke_width(mask, steps):
     for _ in range(abs(steps)):  # max-pooling pads with -inf: pixels outside the image never win
         out = F.max_pool2d(out, 3, 1, 1) if steps > 0 else -F.max_pool2d(-out, 3, 1, 1)
     return out
+
+
+def ibn_normalize(x, n_in):
+    def norm(p, dims):  # an empty part (n_in = 0 or C) stays empty
+        if p.shape[1] == 0:
+            return p
+        return (p - p.mean(dims, keepdim=True)) / (p.var(dims, unbiased=False, keepdim=True) + 1e-5).sqrt()
+
+    a, b = x.double().split([n_in, x.shape[1] - n_in], dim=1)
+    return torch.cat([norm(a, (2, 3)), norm(b, (0, 2, 3))], 1)
