@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
+                          "every row"),
     "ibn_normalize": (lambda x, n: torch.nn.functional.instance_norm(x, eps=1e-5), "last channels"),
     "stroke_width": (lambda m, s: m if s == 0 else torch.nn.functional.max_pool2d(m, 3, 1, 1) if s > 0
                      else -torch.nn.functional.max_pool2d(-m, 3, 1, 1), "times"),

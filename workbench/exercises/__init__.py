@@ -200,6 +200,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "instance-normalized (each image's channel by its own mean and variance over H x W) and the others "
              "batch-normalized as in training (over the batch and H x W); biased variances, eps = 1e-5 added to the "
              "variance, no affine parameters.", _checks.ibn_normalize),
+    Exercise("confident_entropy", "39_ecotta.ipynb",
+             "Write confident_entropy(logits, margin) -> float: the prediction entropy H = -sum_c p_c ln p_c of each "
+             "row of logits [batch, classes] (p the row's softmax), averaged over the rows with H < margin * "
+             "ln(classes) only; 0.0 when no row qualifies.", _checks.confident_entropy),
 ]}
 
 

@@ -1190,3 +1190,34 @@ def ibn_normalize(fn) -> str | None:
         bad = (got - want).abs().amax((0, 2, 3))
         return f"{where} channels {[int(c) for c in (bad > 1e-5).nonzero().flatten()]} differ from the expected values"
     return None
+
+
+def confident_entropy(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    sure = torch.tensor([[8.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)  # one sure row, one uniform
+    cases = [(sure, 0.4), (sure, 1.01), (torch.zeros(3, 4, dtype=torch.float64), 0.4),
+             (torch.randn(64, 10, generator=g, dtype=torch.float64) * 3, 0.4),
+             (torch.randn(64, 10, generator=g, dtype=torch.float64) * 3, 0.7)]
+    for logits, margin in cases:
+        want = ref.confident_entropy(logits, margin)
+        got = fn(logits.clone(), margin)
+        try:
+            got = float(got)
+        except (TypeError, ValueError, RuntimeError):
+            return f"return one number (a float or a 0-d tensor), got {type(got).__name__} {getattr(got, 'shape', '')}"
+        if math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-7):
+            continue
+        logp = logits.log_softmax(1)
+        h = -(logp.exp() * logp).sum(1)
+        where = f"for {len(logits)} rows of {logits.shape[1]} classes with margin {margin}"
+        if math.isnan(got):
+            return f"{where} you returned nan: when no row qualifies return 0.0 (a mean over no rows is nan)"
+        if math.isclose(got, float(h.mean()), rel_tol=1e-5):
+            return f"{where} that is the mean entropy of every row: average over only the rows with H < margin * ln(classes)"
+        keep = h < margin * math.log(logits.shape[1])
+        if keep.any() and math.isclose(got, float((h * keep).sum() / len(h)), rel_tol=1e-5):
+            return f"{where} the sum over the confident rows was divided by all {len(h)} rows: divide by their count"
+        if math.isclose(got, float(h[h < margin].mean()) if (h < margin).any() else 0.0, rel_tol=1e-5):
+            return f"{where} the threshold is margin * ln(classes) = {margin * math.log(logits.shape[1]):.4f}, not the margin alone"
+        return f"{where} expected {want:.6g}, got {got:.6g}"
+    return None

@@ -316,3 +316,10 @@ def ibn_normalize(x, n_in):
 
     a, b = x.double().split([n_in, x.shape[1] - n_in], dim=1)
     return torch.cat([norm(a, (2, 3)), norm(b, (0, 2, 3))], 1)
+
+
+def confident_entropy(logits, margin) -> float:
+    logp = logits.double().log_softmax(1)
+    h = -(logp.exp() * logp).sum(1)
+    keep = h < margin * math.log(logits.shape[1])
+    return float(h[keep].mean()) if keep.any() else 0.0
