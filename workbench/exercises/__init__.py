@@ -204,6 +204,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write confident_entropy(logits, margin) -> float: the prediction entropy H = -sum_c p_c ln p_c of each "
              "row of logits [batch, classes] (p the row's softmax), averaged over the rows with H < margin * "
              "ln(classes) only; 0.0 when no row qualifies.", _checks.confident_entropy),
+    Exercise("cuda_blur", "41_cuda_unlearnable.ipynb",
+             "Write cuda_blur(images, labels, filters) -> tensor: uint8 images [N, C, H, W], labels [N], float filters "
+             "[K, C, k, k] (k odd); return float images, image i convolved channel by channel with filters[labels[i]] "
+             "(conv2d's cross-correlation, zero padding k // 2), then multiplied by 255 / m, m the largest value of "
+             "that filtered image over all its channels and pixels.", _checks.cuda_blur),
 ]}
 
 

@@ -1221,3 +1221,39 @@ def confident_entropy(fn) -> str | None:
             return f"{where} the threshold is margin * ln(classes) = {margin * math.log(logits.shape[1]):.4f}, not the margin alone"
         return f"{where} expected {want:.6g}, got {got:.6g}"
     return None
+
+
+def cuda_blur(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 3, 6, 7), generator=g, dtype=torch.uint8)
+    labels = torch.tensor([0, 2, 1, 2, 0])
+    filters = torch.rand(3, 3, 3, 3, generator=g, dtype=torch.float64)
+    filters[1, :, 0, 0] += 2.0  # an asymmetric filter: convolution and cross-correlation differ
+    for imgs, labs, filt in ((images, labels, filters), (images[:2, :1], labels[:2], filters[:, :1]),
+                             (images[:3], labels[:3], torch.rand(3, 3, 5, 5, generator=g, dtype=torch.float64))):
+        want = ref.cuda_blur(imgs, labs, filt)
+        got = fn(imgs.clone(), labs.clone(), filt.clone())
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(imgs.shape):
+            return (f"for images {list(imgs.shape)} return float images of the same shape (padding k // 2 keeps H and W), "
+                    f"got {getattr(got, 'shape', type(got).__name__)}")
+        got = got.double()
+        if torch.allclose(got, want, atol=1e-4, rtol=1e-6):
+            continue
+        where = f"for {len(imgs)} images of {list(imgs.shape[1:])} and {filt.shape[-1]}x{filt.shape[-1]} filters"
+        k = filt.shape[-1]
+        plain = torch.cat([F.conv2d(imgs[i:i + 1].double(), filt[labs[i]].unsqueeze(1), padding=k // 2,
+                                    groups=imgs.shape[1]) for i in range(len(imgs))])
+        if torch.allclose(got, plain, atol=1e-4):
+            return f"{where} the filtered images were not rescaled: multiply each by 255 / its own largest value"
+        if torch.allclose(got, plain * (255 / plain.amax((2, 3), keepdim=True)), atol=1e-4):
+            return f"{where} each channel was rescaled by its own maximum: m is the largest value over all channels of the image"
+        if torch.allclose(got, plain * (255 / plain.max()), atol=1e-4):
+            return f"{where} all images were rescaled by one maximum: m is each image's own largest value"
+        flipped = ref.cuda_blur(imgs, labs, filt.flip(-1, -2))
+        if torch.allclose(got, flipped, atol=1e-4):
+            return f"{where} the filters were flipped (a true convolution): conv2d computes a cross-correlation"
+        fixed = ref.cuda_blur(imgs, torch.zeros_like(labs), filt)
+        if torch.allclose(got, fixed, atol=1e-4):
+            return f"{where} every image used filter 0: image i takes filters[labels[i]]"
+        return f"{where} the values differ from the expected ones by up to {float((got - want).abs().max()):.3g}"
+    return None
