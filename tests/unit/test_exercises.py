@@ -27,6 +27,7 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "cuda_blur": (lambda im, lab, f: torch.cat([torch.nn.functional.conv2d(
         im[i:i + 1].double(), f[lab[i]].double().unsqueeze(1), padding=f.shape[-1] // 2, groups=im.shape[1])
         for i in range(len(im))]), "not rescaled"),

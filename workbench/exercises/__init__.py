@@ -209,6 +209,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "[K, C, k, k] (k odd); return float images, image i convolved channel by channel with filters[labels[i]] "
              "(conv2d's cross-correlation, zero padding k // 2), then multiplied by 255 / m, m the largest value of "
              "that filtered image over all its channels and pixels.", _checks.cuda_blur),
+    Exercise("ensemble_soft_target", "34_meal_v2.ipynb",
+             "Write ensemble_soft_target(teacher_logits, temperature) -> tensor: teacher_logits [batch, classes, K] "
+             "holds the logits of K teachers; return [batch, classes], each teacher's softmax over the classes of its "
+             "logits divided by temperature, averaged over the teachers.", _checks.ensemble_soft_target),
 ]}
 
 

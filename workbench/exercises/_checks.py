@@ -1257,3 +1257,36 @@ def cuda_blur(fn) -> str | None:
             return f"{where} every image used filter 0: image i takes filters[labels[i]]"
         return f"{where} the values differ from the expected ones by up to {float((got - want).abs().max()):.3g}"
     return None
+
+
+def ensemble_soft_target(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    # one image, two classes, two teachers: teacher 0 says (1/2, 1/2), teacher 1 (3/4, 1/4); the target is (5/8, 3/8)
+    by_hand = torch.tensor([[[0.0, math.log(3.0)], [0.0, 0.0]]], dtype=torch.float64)
+    if not torch.allclose(ref.ensemble_soft_target(by_hand, 1.0), torch.tensor([[5 / 8, 3 / 8]], dtype=torch.float64)):
+        raise AssertionError("the reference solution disagrees with the worked example")
+    cases = [(by_hand, 1.0), (torch.randn(4, 10, 3, generator=g, dtype=torch.float64) * 3, 1.0),
+             (torch.randn(4, 10, 3, generator=g, dtype=torch.float64) * 3, 4.0),
+             (torch.randn(2, 5, 1, generator=g, dtype=torch.float64), 2.0)]
+    for t, temp in cases:
+        want = ref.ensemble_soft_target(t, temp)
+        got = fn(t.clone(), temp)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            return f"for logits {list(t.shape)} (batch, classes, teachers) return [batch, classes] {list(want.shape)}, got {shape}"
+        got = got.double()
+        if torch.allclose(got, want, atol=1e-6):
+            continue
+        where = f"for {t.shape[2]} teachers at temperature {temp}"
+        if torch.allclose(got, F.softmax(t.mean(2) / temp, 1), atol=1e-6):
+            return (f"{where} that is the softmax of the averaged logits: MEAL V2 averages the teachers' "
+                    "probabilities (softmax each teacher first, then average)")
+        if torch.allclose(got, F.softmax(t / temp, 2).mean(2), atol=1e-6) or torch.allclose(
+                got, F.softmax(t / temp, 0).mean(2), atol=1e-6):
+            return f"{where} the softmax ran over the wrong dimension: it runs over the classes (dim 1)"
+        if temp != 1 and torch.allclose(got, F.softmax(t, 1).mean(2), atol=1e-6):
+            return f"{where} the temperature was left out: divide the logits by it before the softmax"
+        if not torch.allclose(got.sum(1), torch.ones(len(t), dtype=got.dtype), atol=1e-6):
+            return f"{where} the rows do not sum to 1 (they sum to {got.sum(1).tolist()}): average, do not add"
+        return f"{where} expected {want[0].tolist()} in the first row, got {got[0].tolist()}"
+    return None

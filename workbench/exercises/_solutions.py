@@ -333,3 +333,7 @@ def cuda_blur(images, labels, filters):
         w = filters[labels[i]].double().unsqueeze(1)
         out[i] = F.conv2d(x[i:i + 1], w, padding=k // 2, groups=x.shape[1])[0]
     return out * (255 / out.amax((1, 2, 3), keepdim=True))
+
+
+def ensemble_soft_target(teacher_logits, temperature):
+    return F.softmax(teacher_logits.double() / temperature, dim=1).mean(2)
