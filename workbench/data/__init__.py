@@ -160,3 +160,4 @@ def load(name: str, split: str = "train", subset: int | None = None, device: tor
 
 
 from . import glyphs  # noqa: E402,F401  (registers "glyphs" and "glyphs_plain"; it needs register_dataset above)
+from . import retina  # noqa: E402,F401  (registers "retina"; it needs register_dataset above)
