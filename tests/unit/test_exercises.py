@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "sensitivity_at_specificity": (lambda s, y, spec: float((s[y == 1] > torch.quantile(s[y == 0].double(), spec))
+                                                            .double().mean()), "specificity is at least spec"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "cuda_blur": (lambda im, lab, f: torch.cat([torch.nn.functional.conv2d(
         im[i:i + 1].double(), f[lab[i]].double().unsqueeze(1), padding=f.shape[-1] // 2, groups=im.shape[1])

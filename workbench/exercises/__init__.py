@@ -213,6 +213,12 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write ensemble_soft_target(teacher_logits, temperature) -> tensor: teacher_logits [batch, classes, K] "
              "holds the logits of K teachers; return [batch, classes], each teacher's softmax over the classes of its "
              "logits divided by temperature, averaged over the teachers.", _checks.ensemble_soft_target),
+    Exercise("sensitivity_at_specificity", "44_retina_resnet.ipynb",
+             "Write sensitivity_at_specificity(scores, labels, spec) -> float: scores [N] (higher = more likely "
+             "referable), labels [N] of 0/1 (1 = referable), both present; a threshold t calls score >= t referable. "
+             "Among all thresholds (every distinct score, and one above all scores) whose specificity (share of "
+             "label-0 cases not called referable) is at least spec, return the highest sensitivity (share of label-1 "
+             "cases called referable); no interpolation.", _checks.sensitivity_at_specificity),
 ]}
 
 

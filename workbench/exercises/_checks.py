@@ -1290,3 +1290,61 @@ def ensemble_soft_target(fn) -> str | None:
             return f"{where} the rows do not sum to 1 (they sum to {got.sum(1).tolist()}): average, do not add"
         return f"{where} expected {want[0].tolist()} in the first row, got {got[0].tolist()}"
     return None
+
+
+def sensitivity_at_specificity(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    hand = (torch.tensor([0.1, 0.4, 0.35, 0.8], dtype=torch.float64), torch.tensor([0, 0, 1, 1]))
+    ties = (torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9.5, 8.5, 7.5, 2.5, 2.5], dtype=torch.float64),
+            torch.tensor([0] * 10 + [1] * 5))
+    rand_s = torch.rand(200, generator=g, dtype=torch.float64)
+    rand_y = (torch.rand(200, generator=g) < 0.25 + 0.5 * rand_s.float()).long()
+    coarse = (rand_s * 10).floor()                                        # many ties between the classes
+    cases = [(*hand, 0.9), (*hand, 0.5), (*ties, 0.9), (*ties, 0.3), (*ties, 0.75),
+             (torch.tensor([0.9, 0.2, 0.8, 0.1], dtype=torch.float64), torch.tensor([0, 0, 1, 1]), 1.0),
+             (rand_s, rand_y, 0.9), (rand_s, rand_y, 0.95), (coarse, rand_y, 0.8), (coarse, rand_y, 0.5)]
+
+    def strict(s, y, spec):  # the mistake "specificity above spec" instead of "at least spec"
+        return max([0.0] + [float((s[y == 1] >= t).double().mean()) for t in torch.unique(s)
+                            if float((s[y == 0] < t).double().mean()) > spec + 1e-12])
+
+    mistakes = [(lambda s, y, sp: ref.sensitivity_at_specificity(s, 1 - y, sp),
+                 "the classes look swapped: label 1 (referable) is the positive class, and a high score means "
+                 "referable"),
+                (lambda s, y, sp: ref.sensitivity_at_specificity(s, y, 1 - sp),
+                 "that is the sensitivity at specificity 1 - spec: the specificity is the share of label-0 cases NOT "
+                 "called referable (score < t)"),
+                (strict, "keep the thresholds whose specificity is at least spec (>=), not only those above it")]
+    got_all = []
+    for scores, labels, spec in cases:
+        want = ref.sensitivity_at_specificity(scores, labels, spec)
+        shown = (f"scores {[round(v, 3) for v in scores.tolist()]}, labels {labels.tolist()}" if len(scores) <= 15
+                 else f"{len(scores)} random scores{' with ties' if len(scores.unique()) < len(scores) else ''}")
+        try:
+            got = fn(scores.clone(), labels.clone(), spec)
+        except NotImplementedError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            hint = (": when no score keeps the specificity, the threshold above every score (sensitivity 0) still does"
+                    if spec == 1.0 else "")
+            return f"for {shown} at spec = {spec} the function raised {type(e).__name__}: {e}{hint}"
+        if isinstance(got, torch.Tensor) and got.numel() != 1:
+            return f"return one number, a float (the sensitivity), got a tensor of shape {list(got.shape)}"
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return f"return a float (the sensitivity), got {type(got).__name__}"
+        got_all.append(got)
+        if abs(got - want) < 1e-9:
+            continue
+        where = f"for {shown} at spec = {spec}: expected {want:.4f}, got {got:.4f}"
+        try:  # the whole answer, to recognize a systematic mistake
+            done = got_all + [float(fn(s.clone(), y.clone(), sp)) for s, y, sp in cases[len(got_all):]]
+        except Exception:  # noqa: BLE001
+            done = None
+        for other, hint in mistakes:
+            if done is not None and all(abs(d - other(s, y, sp)) < 1e-9 for d, (s, y, sp) in zip(done, cases)):
+                return f"{where}: {hint}"
+        return (f"{where}. Use every distinct score t as a threshold (score >= t is referable), keep the thresholds "
+                "whose specificity is at least spec, and return the highest sensitivity among them (no interpolation)")
+    return None

@@ -337,3 +337,13 @@ def cuda_blur(images, labels, filters):
 
 def ensemble_soft_target(teacher_logits, temperature):
     return F.softmax(teacher_logits.double() / temperature, dim=1).mean(2)
+
+
+def sensitivity_at_specificity(scores, labels, spec) -> float:
+    s, y = torch.as_tensor(scores).double().flatten(), torch.as_tensor(labels).flatten()
+    best = 0.0  # the threshold above every score: nothing referable, specificity 1, sensitivity 0
+    for t in torch.unique(s):
+        called = s >= t
+        if float((~called[y == 0]).double().mean()) >= spec - 1e-12:
+            best = max(best, float(called[y == 1].double().mean()))
+    return best
