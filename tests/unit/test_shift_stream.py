@@ -1,25 +1,12 @@
 """Continual streams (wb.shift.stream): the paper's order, one dataset per corruption, the stream in rounds."""
 import pytest
 import torch
-from torch import nn
 
 import workbench as wb
 from workbench.shift import BNAdapt, NoAdapt, Tent, evaluate_stream
 from workbench.shift.stream import CIFAR10C_ORDER, continual_order, corruption_domains, run_rounds
 
-
-def _model(seed=0):
-    """A resnet8 (width 4) with non-trivial BatchNorm statistics and affine parameters."""
-    torch.manual_seed(seed)
-    m = wb.create_model("resnet8", width=4)
-    g = torch.Generator().manual_seed(seed + 1)
-    for bn in m.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.weight.data = torch.rand(bn.num_features, generator=g) + 0.5
-            bn.bias.data = 0.1 * torch.randn(bn.num_features, generator=g)
-            bn.running_mean = 0.1 * torch.randn(bn.num_features, generator=g)
-            bn.running_var = torch.rand(bn.num_features, generator=g) + 0.5
-    return m.eval()
+from .test_shift_tta import _model  # a resnet8 with non-trivial BatchNorm statistics
 
 
 def _domains(n=24, seed=0):
