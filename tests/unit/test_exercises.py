@@ -27,15 +27,16 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
-    "sensitivity_at_specificity": (lambda s, y, spec: float((s[y == 1] > torch.quantile(s[y == 0].double(), spec))
-                                                            .double().mean()), "specificity is at least spec"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
-    "cuda_blur": (lambda im, lab, f: torch.cat([torch.nn.functional.conv2d(
-        im[i:i + 1].double(), f[lab[i]].double().unsqueeze(1), padding=f.shape[-1] // 2, groups=im.shape[1])
-        for i in range(len(im))]), "not rescaled"),
     "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
                           "every row"),
     "ibn_normalize": (lambda x, n: torch.nn.functional.instance_norm(x, eps=1e-5), "last channels"),
+    "cuda_blur": (lambda im, lab, f: torch.cat([torch.nn.functional.conv2d(
+        im[i:i + 1].double(), f[lab[i]].double().unsqueeze(1), padding=f.shape[-1] // 2, groups=im.shape[1])
+        for i in range(len(im))]), "not rescaled"),
+    "sensitivity_at_specificity": (lambda s, y, spec: float((s[y == 1] > torch.quantile(s[y == 0].double(), spec))
+                                                            .double().mean()), "specificity is at least spec"),
+    "step_macs": (lambda m, t: 3 * sum(m), "3x the forward pass"),
     "stroke_width": (lambda m, s: m if s == 0 else torch.nn.functional.max_pool2d(m, 3, 1, 1) if s > 0
                      else -torch.nn.functional.max_pool2d(-m, 3, 1, 1), "times"),
     "sparse_topk_target": (lambda p, k: torch.zeros_like(p).scatter(1, p.topk(k, 1).indices, p.topk(k, 1).values),

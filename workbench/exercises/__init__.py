@@ -175,6 +175,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
     Exercise("roc_auc", "33_imaginet.ipynb",
              "Write roc_auc(scores, labels) -> float for 1-D tensors (labels 1 synthetic, 0 real): the probability that a "
              "random synthetic image scores higher than a random real one, a tie counting one half.", _checks.roc_auc),
+    Exercise("ensemble_soft_target", "34_meal_v2.ipynb",
+             "Write ensemble_soft_target(teacher_logits, temperature) -> tensor: teacher_logits [batch, classes, K] "
+             "holds the logits of K teachers; return [batch, classes], each teacher's softmax over the classes of its "
+             "logits divided by temperature, averaged over the teachers.", _checks.ensemble_soft_target),
     Exercise("sparse_topk_target", "35_dataset_reinforcement.ipynb",
              "Write sparse_topk_target(probs, k) -> [batch, classes]: keep each row's k largest probabilities, set the "
              "others to zero and renormalise the kept ones to sum to 1.", _checks.sparse_topk_target),
@@ -190,29 +194,31 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write match_units(a, b) -> perm: a and b are activations [n, d] of one layer of two networks on the same "
              "inputs; return the permutation (a list of d ints, perm[i] the unit of b matched to unit i of a) that "
              "maximizes the summed Pearson correlation of a[:, i] and b[:, perm[i]].", _checks.match_units),
-    Exercise("stroke_width", "42_deep_aramaic.ipynb",
-             "Write stroke_width(mask, steps) -> tensor: ink masks [N, 1, H, W] (1 = ink) with every stroke thickened "
-             "(steps > 0) or thinned (steps < 0) |steps| times: each step replaces a pixel by the maximum (thicken) or "
-             "minimum (thin) of its 3x3 neighbourhood, pixels outside the image not counting; steps = 0 returns the "
-             "masks unchanged.", _checks.stroke_width),
+    Exercise("confident_entropy", "39_ecotta.ipynb",
+             "Write confident_entropy(logits, margin) -> float: the prediction entropy H = -sum_c p_c ln p_c of each "
+             "row of logits [batch, classes] (p the row's softmax), averaged over the rows with H < margin * "
+             "ln(classes) only; 0.0 when no row qualifies.", _checks.confident_entropy),
     Exercise("ibn_normalize", "40_ibn_net.ipynb",
              "Write ibn_normalize(x, n_in) -> tensor: activations x [batch, C, H, W] with the first n_in channels "
              "instance-normalized (each image's channel by its own mean and variance over H x W) and the others "
              "batch-normalized as in training (over the batch and H x W); biased variances, eps = 1e-5 added to the "
              "variance, no affine parameters.", _checks.ibn_normalize),
-    Exercise("confident_entropy", "39_ecotta.ipynb",
-             "Write confident_entropy(logits, margin) -> float: the prediction entropy H = -sum_c p_c ln p_c of each "
-             "row of logits [batch, classes] (p the row's softmax), averaged over the rows with H < margin * "
-             "ln(classes) only; 0.0 when no row qualifies.", _checks.confident_entropy),
     Exercise("cuda_blur", "41_cuda_unlearnable.ipynb",
              "Write cuda_blur(images, labels, filters) -> tensor: uint8 images [N, C, H, W], labels [N], float filters "
              "[K, C, k, k] (k odd); return float images, image i convolved channel by channel with filters[labels[i]] "
              "(conv2d's cross-correlation, zero padding k // 2), then multiplied by 255 / m, m the largest value of "
              "that filtered image over all its channels and pixels.", _checks.cuda_blur),
-    Exercise("ensemble_soft_target", "34_meal_v2.ipynb",
-             "Write ensemble_soft_target(teacher_logits, temperature) -> tensor: teacher_logits [batch, classes, K] "
-             "holds the logits of K teachers; return [batch, classes], each teacher's softmax over the classes of its "
-             "logits divided by temperature, averaged over the teachers.", _checks.ensemble_soft_target),
+    Exercise("stroke_width", "42_deep_aramaic.ipynb",
+             "Write stroke_width(mask, steps) -> tensor: ink masks [N, 1, H, W] (1 = ink) with every stroke thickened "
+             "(steps > 0) or thinned (steps < 0) |steps| times: each step replaces a pixel by the maximum (thicken) or "
+             "minimum (thin) of its 3x3 neighbourhood, pixels outside the image not counting; steps = 0 returns the "
+             "masks unchanged.", _checks.stroke_width),
+    Exercise("step_macs", "43_robustify.ipynb",
+             "Write step_macs(block_macs, trainable) -> float: block_macs lists the forward multiply-adds per image of a "
+             "network's blocks, input first, and trainable whether each block's weights train; return the multiply-adds "
+             "of one training step per image: the forward pass, plus the forward cost of every block above the lowest "
+             "trainable one (the gradient passed to its input), plus the forward cost of every trainable block (its "
+             "weights' gradient); the forward pass alone when nothing trains.", _checks.step_macs),
     Exercise("sensitivity_at_specificity", "44_retina_resnet.ipynb",
              "Write sensitivity_at_specificity(scores, labels, spec) -> float: scores [N] (higher = more likely "
              "referable), labels [N] of 0/1 (1 = referable), both present; a threshold t calls score >= t referable. "

@@ -1166,29 +1166,36 @@ def stroke_width(fn) -> str | None:
     return None
 
 
-def ibn_normalize(fn) -> str | None:
+def ensemble_soft_target(fn) -> str | None:
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(4, 6, 5, 3, generator=g, dtype=torch.float64) * 3 + torch.arange(6.0).view(1, 6, 1, 1)
-    for n_in in (3, 0, 6, 1):
-        want = ref.ibn_normalize(x, n_in)
-        got = fn(x.clone(), n_in)
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(x.shape):
-            return f"return a tensor of the input's shape {list(x.shape)}, got {getattr(got, 'shape', type(got).__name__)}"
+    # one image, two classes, two teachers: teacher 0 says (1/2, 1/2), teacher 1 (3/4, 1/4); the target is (5/8, 3/8)
+    by_hand = torch.tensor([[[0.0, math.log(3.0)], [0.0, 0.0]]], dtype=torch.float64)
+    if not torch.allclose(ref.ensemble_soft_target(by_hand, 1.0), torch.tensor([[5 / 8, 3 / 8]], dtype=torch.float64)):
+        raise AssertionError("the reference solution disagrees with the worked example")
+    cases = [(by_hand, 1.0), (torch.randn(4, 10, 3, generator=g, dtype=torch.float64) * 3, 1.0),
+             (torch.randn(4, 10, 3, generator=g, dtype=torch.float64) * 3, 4.0),
+             (torch.randn(2, 5, 1, generator=g, dtype=torch.float64), 2.0)]
+    for t, temp in cases:
+        want = ref.ensemble_soft_target(t, temp)
+        got = fn(t.clone(), temp)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            return f"for logits {list(t.shape)} (batch, classes, teachers) return [batch, classes] {list(want.shape)}, got {shape}"
         got = got.double()
-        if torch.allclose(got, want, atol=1e-5):
+        if torch.allclose(got, want, atol=1e-6):
             continue
-        where = f"with n_in = {n_in} of {x.shape[1]} channels"
-        if n_in < x.shape[1] and torch.allclose(got[:, n_in:], ref.ibn_normalize(x, x.shape[1])[:, n_in:], atol=1e-5):
-            return f"{where} the last channels were instance-normalized: only the first n_in are; the rest use batch statistics"
-        if n_in > 0 and torch.allclose(got[:, :n_in], ref.ibn_normalize(x, 0)[:, :n_in], atol=1e-5):
-            return f"{where} the first n_in channels were batch-normalized: they take each image's own mean and variance"
-        unbiased = torch.cat([(p - p.mean(d, keepdim=True)) / (p.var(d, keepdim=True) + 1e-5).sqrt()
-                              for p, d in zip(x.split([n_in, x.shape[1] - n_in], 1), ((2, 3), (0, 2, 3)))
-                              if p.shape[1]], 1)
-        if torch.allclose(got, unbiased, atol=1e-5):
-            return f"{where} the variances are unbiased (divided by count - 1): normalization divides by the count"
-        bad = (got - want).abs().amax((0, 2, 3))
-        return f"{where} channels {[int(c) for c in (bad > 1e-5).nonzero().flatten()]} differ from the expected values"
+        where = f"for {t.shape[2]} teachers at temperature {temp}"
+        if torch.allclose(got, F.softmax(t.mean(2) / temp, 1), atol=1e-6):
+            return (f"{where} that is the softmax of the averaged logits: MEAL V2 averages the teachers' "
+                    "probabilities (softmax each teacher first, then average)")
+        if torch.allclose(got, F.softmax(t / temp, 2).mean(2), atol=1e-6) or torch.allclose(
+                got, F.softmax(t / temp, 0).mean(2), atol=1e-6):
+            return f"{where} the softmax ran over the wrong dimension: it runs over the classes (dim 1)"
+        if temp != 1 and torch.allclose(got, F.softmax(t, 1).mean(2), atol=1e-6):
+            return f"{where} the temperature was left out: divide the logits by it before the softmax"
+        if not torch.allclose(got.sum(1), torch.ones(len(t), dtype=got.dtype), atol=1e-6):
+            return f"{where} the rows do not sum to 1 (they sum to {got.sum(1).tolist()}): average, do not add"
+        return f"{where} expected {want[0].tolist()} in the first row, got {got[0].tolist()}"
     return None
 
 
@@ -1220,6 +1227,32 @@ def confident_entropy(fn) -> str | None:
         if math.isclose(got, float(h[h < margin].mean()) if (h < margin).any() else 0.0, rel_tol=1e-5):
             return f"{where} the threshold is margin * ln(classes) = {margin * math.log(logits.shape[1]):.4f}, not the margin alone"
         return f"{where} expected {want:.6g}, got {got:.6g}"
+    return None
+
+
+def ibn_normalize(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 5, 3, generator=g, dtype=torch.float64) * 3 + torch.arange(6.0).view(1, 6, 1, 1)
+    for n_in in (3, 0, 6, 1):
+        want = ref.ibn_normalize(x, n_in)
+        got = fn(x.clone(), n_in)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(x.shape):
+            return f"return a tensor of the input's shape {list(x.shape)}, got {getattr(got, 'shape', type(got).__name__)}"
+        got = got.double()
+        if torch.allclose(got, want, atol=1e-5):
+            continue
+        where = f"with n_in = {n_in} of {x.shape[1]} channels"
+        if n_in < x.shape[1] and torch.allclose(got[:, n_in:], ref.ibn_normalize(x, x.shape[1])[:, n_in:], atol=1e-5):
+            return f"{where} the last channels were instance-normalized: only the first n_in are; the rest use batch statistics"
+        if n_in > 0 and torch.allclose(got[:, :n_in], ref.ibn_normalize(x, 0)[:, :n_in], atol=1e-5):
+            return f"{where} the first n_in channels were batch-normalized: they take each image's own mean and variance"
+        unbiased = torch.cat([(p - p.mean(d, keepdim=True)) / (p.var(d, keepdim=True) + 1e-5).sqrt()
+                              for p, d in zip(x.split([n_in, x.shape[1] - n_in], 1), ((2, 3), (0, 2, 3)))
+                              if p.shape[1]], 1)
+        if torch.allclose(got, unbiased, atol=1e-5):
+            return f"{where} the variances are unbiased (divided by count - 1): normalization divides by the count"
+        bad = (got - want).abs().amax((0, 2, 3))
+        return f"{where} channels {[int(c) for c in (bad > 1e-5).nonzero().flatten()]} differ from the expected values"
     return None
 
 
@@ -1256,39 +1289,6 @@ def cuda_blur(fn) -> str | None:
         if torch.allclose(got, fixed, atol=1e-4):
             return f"{where} every image used filter 0: image i takes filters[labels[i]]"
         return f"{where} the values differ from the expected ones by up to {float((got - want).abs().max()):.3g}"
-    return None
-
-
-def ensemble_soft_target(fn) -> str | None:
-    g = torch.Generator().manual_seed(0)
-    # one image, two classes, two teachers: teacher 0 says (1/2, 1/2), teacher 1 (3/4, 1/4); the target is (5/8, 3/8)
-    by_hand = torch.tensor([[[0.0, math.log(3.0)], [0.0, 0.0]]], dtype=torch.float64)
-    if not torch.allclose(ref.ensemble_soft_target(by_hand, 1.0), torch.tensor([[5 / 8, 3 / 8]], dtype=torch.float64)):
-        raise AssertionError("the reference solution disagrees with the worked example")
-    cases = [(by_hand, 1.0), (torch.randn(4, 10, 3, generator=g, dtype=torch.float64) * 3, 1.0),
-             (torch.randn(4, 10, 3, generator=g, dtype=torch.float64) * 3, 4.0),
-             (torch.randn(2, 5, 1, generator=g, dtype=torch.float64), 2.0)]
-    for t, temp in cases:
-        want = ref.ensemble_soft_target(t, temp)
-        got = fn(t.clone(), temp)
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            return f"for logits {list(t.shape)} (batch, classes, teachers) return [batch, classes] {list(want.shape)}, got {shape}"
-        got = got.double()
-        if torch.allclose(got, want, atol=1e-6):
-            continue
-        where = f"for {t.shape[2]} teachers at temperature {temp}"
-        if torch.allclose(got, F.softmax(t.mean(2) / temp, 1), atol=1e-6):
-            return (f"{where} that is the softmax of the averaged logits: MEAL V2 averages the teachers' "
-                    "probabilities (softmax each teacher first, then average)")
-        if torch.allclose(got, F.softmax(t / temp, 2).mean(2), atol=1e-6) or torch.allclose(
-                got, F.softmax(t / temp, 0).mean(2), atol=1e-6):
-            return f"{where} the softmax ran over the wrong dimension: it runs over the classes (dim 1)"
-        if temp != 1 and torch.allclose(got, F.softmax(t, 1).mean(2), atol=1e-6):
-            return f"{where} the temperature was left out: divide the logits by it before the softmax"
-        if not torch.allclose(got.sum(1), torch.ones(len(t), dtype=got.dtype), atol=1e-6):
-            return f"{where} the rows do not sum to 1 (they sum to {got.sum(1).tolist()}): average, do not add"
-        return f"{where} expected {want[0].tolist()} in the first row, got {got[0].tolist()}"
     return None
 
 
@@ -1347,4 +1347,49 @@ def sensitivity_at_specificity(fn) -> str | None:
                 return f"{where}: {hint}"
         return (f"{where}. Use every distinct score t as a threshold (score >= t is referable), keep the thresholds "
                 "whose specificity is at least spec, and return the highest sensitivity among them (no interpolation)")
+    return None
+
+
+def step_macs(fn) -> str | None:
+    cases = [([1.0, 2.0, 3.0], [False, True, False], "one trainable block in the middle"),
+             ([4.0, 1.0, 2.0, 8.0], [True, True, True, True], "every block trainable"),
+             ([4.0, 1.0, 2.0, 8.0], [False, False, False, True], "only the last block trainable"),
+             ([5.0, 3.0, 7.0], [False, False, False], "nothing trainable"),
+             ([2.0, 5.0, 1.0, 3.0, 6.0], [False, True, False, True, False], "two trainable blocks with a frozen one between"),
+             ([442368, 14155776, 13107200, 13107200, 640], [True, True, False, False, False],
+              "a ResNet-20's stem, stages and fc, first stage tuned")]
+    for m, t, what in cases:
+        want = ref.step_macs(m, t)
+        try:
+            got = fn(list(m), list(t))
+        except NotImplementedError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            return f"{what} (block_macs={m}, trainable={t}): the function raised {type(e).__name__}: {e}"
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return f"return one number (multiply-adds per image), got {type(got).__name__}"
+        if abs(got - want) <= 1e-9 * max(1.0, abs(want)):
+            continue
+        where = f"{what} (block_macs={m}, trainable={t}): expected {want:g}, got {got:g}"
+        f = sum(m)
+        lo = t.index(True) if any(t) else None
+        weights = sum(v for v, x in zip(m, t) if x)
+        if lo is not None and abs(got - (want - f)) < 1e-6:
+            return f"{where}: the forward pass is missing; a training step runs it first"
+        if lo is not None and abs(got - (want + m[lo])) < 1e-6:
+            return (f"{where}: the lowest trainable block needs no gradient for its input (nothing below it learns); "
+                    "count input gradients only for the blocks above it")
+        if lo is not None and abs(got - (f + (f - m[0]) + weights)) < 1e-6:
+            return (f"{where}: input gradients were counted for frozen blocks below the lowest trainable one; the "
+                    "backward pass stops there")
+        if lo is not None and abs(got - (f + weights)) < 1e-6:
+            return (f"{where}: the gradient must pass back through every block above the lowest trainable one, "
+                    "frozen or not: add their forward cost once more")
+        if lo is not None and abs(got - 3 * f) < 1e-6:
+            return f"{where}: that is 3x the forward pass, full training's rough figure; frozen blocks save their weight gradients"
+        if lo is None:
+            return f"{where}: with nothing trainable there is no backward pass: the forward pass alone"
+        return where
     return None

@@ -308,6 +308,17 @@ def stroke_width(mask, steps):
     return out
 
 
+def ensemble_soft_target(teacher_logits, temperature):
+    return F.softmax(teacher_logits.double() / temperature, dim=1).mean(2)
+
+
+def confident_entropy(logits, margin) -> float:
+    logp = logits.double().log_softmax(1)
+    h = -(logp.exp() * logp).sum(1)
+    keep = h < margin * math.log(logits.shape[1])
+    return float(h[keep].mean()) if keep.any() else 0.0
+
+
 def ibn_normalize(x, n_in):
     def norm(p, dims):  # an empty part (n_in = 0 or C) stays empty
         if p.shape[1] == 0:
@@ -316,13 +327,6 @@ def ibn_normalize(x, n_in):
 
     a, b = x.double().split([n_in, x.shape[1] - n_in], dim=1)
     return torch.cat([norm(a, (2, 3)), norm(b, (0, 2, 3))], 1)
-
-
-def confident_entropy(logits, margin) -> float:
-    logp = logits.double().log_softmax(1)
-    h = -(logp.exp() * logp).sum(1)
-    keep = h < margin * math.log(logits.shape[1])
-    return float(h[keep].mean()) if keep.any() else 0.0
 
 
 def cuda_blur(images, labels, filters):
@@ -335,10 +339,6 @@ def cuda_blur(images, labels, filters):
     return out * (255 / out.amax((1, 2, 3), keepdim=True))
 
 
-def ensemble_soft_target(teacher_logits, temperature):
-    return F.softmax(teacher_logits.double() / temperature, dim=1).mean(2)
-
-
 def sensitivity_at_specificity(scores, labels, spec) -> float:
     s, y = torch.as_tensor(scores).double().flatten(), torch.as_tensor(labels).flatten()
     best = 0.0  # the threshold above every score: nothing referable, specificity 1, sensitivity 0
@@ -347,3 +347,12 @@ def sensitivity_at_specificity(scores, labels, spec) -> float:
         if float((~called[y == 0]).double().mean()) >= spec - 1e-12:
             best = max(best, float(called[y == 1].double().mean()))
     return best
+
+
+def step_macs(block_macs, trainable) -> float:
+    m = [float(v) for v in block_macs]
+    t = [bool(v) for v in trainable]
+    if not any(t):
+        return sum(m)
+    lo = t.index(True)
+    return sum(m) + sum(m[lo + 1:]) + sum(v for v, f in zip(m, t) if f)
