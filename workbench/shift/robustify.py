@@ -44,7 +44,7 @@ from torch import nn
 
 from ..data import random_stream
 from ..data.corruptions import corrupt, list_corruptions
-from ..data.dataset import to_uint8
+from ..data.dataset import to_float, to_uint8
 from ..train.events import Algorithm, State
 
 __all__ = ["CorruptionAugment", "corruption_plan", "corrupt_batch", "trainable_names", "trainable_fraction",
@@ -123,9 +123,7 @@ def corrupt_batch(x: torch.Tensor, mean: Sequence[float], std: Sequence[float], 
         sel = ((w == k[0]) & (s == k[1])).nonzero().squeeze(1)
         new[sel.to(new.device)] = corrupt(pixels[sel.to(pixels.device)], corruptions[k[0]], int(k[1]), seed=seed,
                                           index=idx[sel])
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    sd = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-    out[hit.to(x.device)] = ((new.float() / 255 - m) / sd).to(x.dtype)
+    out[hit.to(x.device)] = to_float(new, mean, std).to(x.dtype)      # normalized exactly as the loader does
     return out
 
 
