@@ -4,6 +4,7 @@ closed forms of effective theory.
 """
 from .noise import *  # noqa: F401,F403
 from .recipe import *  # noqa: F401,F403
-from . import noise, recipe
+from .largebatch import *  # noqa: F401,F403
+from . import largebatch, noise, recipe
 
-__all__ = [*noise.__all__, *recipe.__all__]
+__all__ = [*noise.__all__, *recipe.__all__, *largebatch.__all__]
