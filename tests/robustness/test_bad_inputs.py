@@ -115,6 +115,15 @@ CASES = [
      ValueError, r"direction\['stem.0.weight'\] has shape \(8, 3, 3, 3\) but the parameter has shape \(16, 3, 3, 3\)"),
     ("an even landscape grid", lambda t, m: wb.landscape.grid(1.0, 20), ValueError,
      r"n must be an odd integer >= 3 so the grid passes through the model"),
+    ("a recipe switch that does not exist", lambda t, m: wb.dynamics.training_recipe(["ema", "cosin"], epochs=4),
+     ValueError, r"unknown recipe switch 'cosin' \(did you mean 'cosine'\?\); the switches are cosine, ema"),
+    ("a negative gradient-noise scale", lambda t, m: wb.dynamics.GradientNoise(eta=-0.01), ValueError,
+     r"the noise scale eta is a variance, so it must be >= 0 \(the paper uses 0.01, 0.3 or 1.0\); got -0.01"),
+    ("a model family of width zero", lambda t, m: wb.dynamics.scale_grid(width=[0, 16]), ValueError,
+     r"width \(the first stage's channels\) must be a positive integer, got 0"),
+    ("a batch that does not divide the data", lambda t, m: wb.dynamics.large_batch(3000, 10_000, exact=True),
+     ValueError, r"batch_size 3000 does not divide the 10000 training images \(the last batch would hold 1000\); "
+                 r"sizes near it that do: \[2000, 2500, 5000\]"),
     ("no data source", _no_source, DataUnavailableError,
      r"no source of 'fashion_mnist' \(train\) could be reached. To fix: .*apt-get install dataset-fashion-mnist"),
 ]
