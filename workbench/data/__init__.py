@@ -10,7 +10,8 @@ package, or the Hugging Face hub, in that order (see :mod:`workbench.data.source
 and caches the decoded tensors. ``Loader`` serves augmented batches from them.
 ``load(..., corruption="fog", severity=3)`` returns a CIFAR-10-C-style corrupted copy
 (:mod:`workbench.data.corruptions`); ``cifar10_shifted``, ``fashion_mnist_inverted`` and
-``fashion_mnist_textured`` are appearance-shifted copies.
+``fashion_mnist_textured`` are appearance-shifted copies; ``motion`` and ``motion_items`` are video clips
+made from real images (:mod:`workbench.data.video`).
 """
 from __future__ import annotations
 
@@ -18,16 +19,17 @@ from typing import Callable
 
 import torch
 
-from . import corruptions
+from . import corruptions, video
 from .corruptions import corrupt, list_corruptions
 from .dataset import ImageDataset, to_float, to_uint8, validate_images
 from .loader import Loader, random_crop_flip, random_stream
 from .sources import CIFAR10, FASHION_MNIST, DataUnavailableError, Spec, load_spec
 from .synthetic import SHAPES, make_shapes, spiral
+from .video import MOTIONS, filmstrip_frames, motion_clips
 
 __all__ = ["load", "list_datasets", "ImageDataset", "Loader", "DataUnavailableError", "to_float", "to_uint8",
            "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral", "corrupt",
-           "list_corruptions"]
+           "list_corruptions", "motion_clips", "filmstrip_frames", "MOTIONS"]
 
 _DATASETS: dict[str, Callable[[str], ImageDataset]] = {}
 
@@ -101,6 +103,31 @@ def _fashion_mnist_textured(split: str) -> ImageDataset:
     ds = _from_spec(FASHION_MNIST, split)
     return _shifted(ds, "fashion_mnist_textured", corruptions.texture_overlay(ds.images, seed=1),
                     "textured background: max(x, plaid texture up to 0.6) (seed 1)")
+
+
+_CLIPS = {"train": (5_000, 1), "test": (1_000, 2)}
+
+
+def _clips(split: str, label: str) -> ImageDataset:
+    if split not in _CLIPS:
+        raise ValueError(f"the motion clips have splits train, test, not {split!r}")
+    n, seed = _CLIPS[split]
+    return video.motion_clips(_from_spec(CIFAR10, split), _from_spec(FASHION_MNIST, split), n, frames=8, seed=seed,
+                              label=label, split=split)
+
+
+@register_dataset("motion")
+def _motion(split: str) -> ImageDataset:
+    """8-frame clips of a Fashion-MNIST garment moving over a CIFAR-10 photograph, labelled by the motion (left,
+    right, up, down, towards, away, rotating either way): only the order of frames tells (:mod:`.video`).
+    Filmstrips ``[3, 8 * 32, 32]``; train 5,000 clips, test 1,000 (other images, other draws)."""
+    return _clips(split, "motion")
+
+
+@register_dataset("motion_items")
+def _motion_items(split: str) -> ImageDataset:
+    """The clips of ``"motion"`` labelled by the garment's class instead: one frame suffices."""
+    return _clips(split, "item")
 
 
 def load(name: str, split: str = "train", subset: int | None = None, device: torch.device | str | None = None,

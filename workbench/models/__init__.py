@@ -11,11 +11,13 @@ from . import mlp as _mlp  # noqa: F401
 from . import mobilenetv2 as _mobilenetv2  # noqa: F401
 from . import packed as _packed  # noqa: F401
 from . import poincare_resnet as _poincare_resnet  # noqa: F401
+from . import recurrent as _recurrent  # noqa: F401
 from . import resformer as _resformer  # noqa: F401
 from . import resnet_cifar as _resnet_cifar  # noqa: F401
 from . import retention as _retention  # noqa: F401
 from . import simplenet as _simplenet  # noqa: F401
 from . import vgg as _vgg  # noqa: F401
+from . import video as _video  # noqa: F401
 from . import vit as _vit  # noqa: F401
 from ._registry import create_model, list_models, register_model
 from .base import WorkbenchModel
@@ -28,12 +30,14 @@ from .mlp import MLP
 from .mobilenetv2 import InvertedResidual, MobileNetV2
 from .packed import PackedCifarResNet
 from .poincare_resnet import PoincareResNet
+from .recurrent import SequenceClassifier, read_sequence
 from .resformer import ResFormer
 from .resnet_cifar import BasicBlock, CifarResNet
 from .retention import RMT, ManhattanAttention
 from .simplenet import SimpleNet
 from .summary import ModelSummary, summary, summary_table
 from .vgg import VGG
+from .video import VideoClassifier, frame_differences
 from .vit import VisionTransformer
 
 __all__ = [
@@ -42,5 +46,6 @@ __all__ = [
     "summary", "summary_table", "ModelSummary", "MobileNetV2", "InvertedResidual", "SimpleNet", "VGG",
     "InceptionResNet", "InceptionBlock", "HyperZZWNet", "PoincareResNet",
     "RMT", "ManhattanAttention",
-    "HaloAttention", "HaloNet", "ResFormer",
+    "HaloAttention", "HaloNet", "ResFormer", "SequenceClassifier", "read_sequence", "VideoClassifier",
+    "frame_differences",
 ]

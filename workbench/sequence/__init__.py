@@ -1,0 +1,12 @@
+"""Sequences and video (issue 23): gradients through time, gradient clipping as a ``wb.fit`` algorithm, and
+sparse recurrent weights (magnitude pruning, random-graph structures).
+
+The data live in :mod:`wb.data` (``wb.load("motion")``, clips of real images as filmstrips) and the models in
+:mod:`wb.models` (``seq_rnn``: an image read as a sequence by an RNN, LSTM or GRU; ``video_net``: LRCN,
+mean pooling, TS-LSTM and Temporal-Inception heads over per-frame ResNet features, one or two streams).
+"""
+from .gradients import *  # noqa: F401,F403
+from .sparse import *  # noqa: F401,F403
+from . import gradients, sparse
+
+__all__ = [*gradients.__all__, *sparse.__all__]
