@@ -224,3 +224,50 @@ def test_video_streams_and_steps():
         m(torch.randn(1, 3, 96, 32))
     with pytest.raises(ValueError, match="head is one of"):
         wb.create_model("video_net", head="attention")
+
+
+# ------------------------------------------------------------------------------------------ long-memory problems
+def test_adding_problem_and_its_baseline():
+    d = wb.data.adding_problem(20_000, 50, seed=0)
+    assert d.x.shape == (20_000, 50, 2) and torch.equal(d.x[..., 1].sum(1), torch.full((20_000,), 2.0))
+    first, second = d.x[..., 1].argmax(1), 49 - d.x[..., 1].flip(1).argmax(1)
+    assert (first < 25).all() and (second >= 25).all()
+    manual = d.x[torch.arange(20_000), first, 0] + d.x[torch.arange(20_000), second, 0]
+    assert torch.allclose(manual, d.y)
+    baseline = float(((d.y - 1.0) ** 2).mean())                 # always answering 1
+    assert baseline == pytest.approx(wb.data.ADDING_BASELINE_MSE, rel=0.03)
+    assert torch.equal(wb.data.adding_problem(5, 10, seed=3).x, wb.data.adding_problem(5, 10, seed=3).x)
+    with pytest.raises(ValueError, match="length must be at least 2"):
+        wb.data.adding_problem(4, 1)
+
+
+def test_copy_task_layout_and_baseline():
+    d = wb.data.copy_task(6, delay=15, symbols=8, copy_length=10, seed=1)
+    tokens = d.x.argmax(-1)
+    assert d.x.shape == (6, 35, 10) and torch.equal(d.y[:, -10:], tokens[:, :10])
+    assert (tokens[:, 24] == 9).all() and (d.y[:, :-10] == 0).all() and (tokens[:, 10:24] == 0).all()
+    # the memoryless answer: blank until the copy, then uniform over the symbols
+    logits = torch.full((6, 35, 9), -1e9)
+    logits[:, :-10, 0] = 0.0
+    logits[:, -10:, 1:] = 0.0
+    ce = float(F.cross_entropy(logits.flatten(0, 1), d.y.flatten()))
+    assert ce == pytest.approx(wb.data.copy_baseline_loss(15, 8, 10), rel=1e-5)
+
+
+def test_sequence_tasks_train_through_fit():
+    from workbench.sequence import LastStepRegression, StepClassification
+    train = wb.data.SequenceLoader(wb.data.adding_problem(512, 10, seed=0), batch_size=64, seed=0)
+    test = wb.data.SequenceLoader(wb.data.adding_problem(256, 10, seed=1, split="test"), batch_size=256,
+                                  shuffle=False)
+    torch.manual_seed(0)
+    m = wb.create_model("rnn_sequence", input_size=2, output_size=1, cell="lstm", hidden=32)
+    res = wb.fit(m, train, test, task=LastStepRegression(), epochs=6, lr=0.01, optimizer="adam", progress=False,
+                 weight_decay=0.0, schedule="constant")
+    assert res.history["test_mse"].iloc[-1] < wb.data.ADDING_BASELINE_MSE    # it has remembered something
+    copy = wb.data.SequenceLoader(wb.data.copy_task(64, delay=5), batch_size=32)
+    torch.manual_seed(0)
+    c = wb.create_model("rnn_sequence", input_size=10, output_size=9, per_step=True, hidden=16)
+    out = wb.fit(c, copy, copy, task=StepClassification(10), epochs=1, progress=False)
+    assert 0 <= out.history["test_acc"].iloc[-1] <= 1
+    with pytest.raises(ValueError, match="trains on sequences"):
+        wb.fit(c, wb.load("shapes", "train", subset=32), task=StepClassification(), progress=False)

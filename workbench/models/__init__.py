@@ -30,7 +30,7 @@ from .mlp import MLP
 from .mobilenetv2 import InvertedResidual, MobileNetV2
 from .packed import PackedCifarResNet
 from .poincare_resnet import PoincareResNet
-from .recurrent import SequenceClassifier, read_sequence
+from .recurrent import SequenceClassifier, SequenceModel, read_sequence
 from .resformer import ResFormer
 from .resnet_cifar import BasicBlock, CifarResNet
 from .retention import RMT, ManhattanAttention
@@ -46,6 +46,6 @@ __all__ = [
     "summary", "summary_table", "ModelSummary", "MobileNetV2", "InvertedResidual", "SimpleNet", "VGG",
     "InceptionResNet", "InceptionBlock", "HyperZZWNet", "PoincareResNet",
     "RMT", "ManhattanAttention",
-    "HaloAttention", "HaloNet", "ResFormer", "SequenceClassifier", "read_sequence", "VideoClassifier",
+    "HaloAttention", "HaloNet", "ResFormer", "SequenceClassifier", "SequenceModel", "read_sequence", "VideoClassifier",
     "frame_differences",
 ]

@@ -14,6 +14,10 @@ the forward direction's last step and the backward direction's first, i.e. both 
 
 Hook points: ``hook_seq`` (the input sequence ``[B, T, F]``), ``hook_states`` (every step's hidden state of
 the last layer ``[B, T, H * directions]``), ``hook_last`` (what the classifier reads).
+
+``rnn_sequence`` is the same recurrence on sequences that are not images (``[B, T, F]`` floats: the adding
+problem, the copy task of :mod:`workbench.data.sequences`), with a linear read-out of the last step
+(``per_step=False``) or of every step (``per_step=True``).
 """
 from __future__ import annotations
 
@@ -81,3 +85,40 @@ def seq_rnn(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, cell: 
     """An image read as a sequence (``read``: rows, pixels, or pixels in a fixed random order) by a vanilla RNN,
     LSTM or GRU (``cell``), ``layers`` deep, optionally bidirectional; a linear classifier on the final state."""
     return SequenceClassifier(num_classes, in_chans, img_size, cell, hidden, layers, bidirectional, read, perm_seed)
+
+
+class SequenceModel(nn.Module):
+    """A recurrence on float sequences ``[B, T, input_size]`` with a linear read-out (see the module docstring)."""
+
+    def __init__(self, input_size: int, output_size: int, cell: str = "lstm", hidden: int = 128, layers: int = 1,
+                 per_step: bool = False):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell is one of {', '.join(CELLS)} (PyTorch's nn.RNN, nn.LSTM, nn.GRU), got {cell!r}")
+        for name, v in (("input_size", input_size), ("output_size", output_size), ("hidden", hidden),
+                        ("layers", layers)):
+            if not (isinstance(v, int) and v >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        self.input_size, self.output_size, self.cell, self.hidden, self.per_step = \
+            input_size, output_size, cell, hidden, per_step
+        self.rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](input_size, hidden, num_layers=layers,
+                                                                         batch_first=True)
+        self.hook_states = HookPoint()
+        self.fc = nn.Linear(hidden, output_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (isinstance(x, torch.Tensor) and x.ndim == 3 and x.shape[2] == self.input_size):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{type(self).__name__} takes sequences [batch, steps, {self.input_size}], got {got}")
+        states = self.hook_states(self.rnn(x)[0])               # [B, T, H]
+        out = self.fc(states if self.per_step else states[:, -1])
+        return out                                              # [B, T, out] or [B, out]
+
+
+@register_model
+def rnn_sequence(input_size: int = 2, output_size: int = 1, cell: str = "lstm", hidden: int = 128, layers: int = 1,
+                 per_step: bool = False) -> SequenceModel:
+    """A vanilla RNN, LSTM or GRU on float sequences with a linear read-out of the last step or of every step
+    (the adding problem: ``input_size=2, output_size=1``; the copy task: ``input_size=10, output_size=9,
+    per_step=True``)."""
+    return SequenceModel(input_size, output_size, cell, hidden, layers, per_step)

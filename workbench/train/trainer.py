@@ -276,7 +276,7 @@ def _scalar_loss(loss: Any, who: str) -> None:
                          "or .sum())")
 
 
-def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | None = None, *,
+def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Loader | None = None, *,
         task=None, algorithms: Iterable[Any] = (),
         epochs: int = 1, batch_size: int = 128, optimizer: str | Callable = "sgd", lr: float = 0.1,
         momentum: float = 0.9, nesterov: bool = False, weight_decay: float = 5e-4,
@@ -296,7 +296,8 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
         model: any ``nn.Module`` the task can call (for classification: ``[B, C, H, W]`` images to logits).
         train: an :class:`~workbench.data.ImageDataset` (batches are made here) or a ready
             :class:`~workbench.data.Loader`.
-        test: evaluated by the task every ``eval_every`` epochs and at the end.
+        test: evaluated by the task every ``eval_every`` epochs and at the end (an ``ImageDataset``, or a
+            ready ``Loader``, e.g. a ``wb.data.SequenceLoader`` without shuffling).
         task: what a batch is and how it becomes a loss (:class:`~workbench.train.tasks.Task`);
             default classification with ``label_smoothing``.
         algorithms: :class:`~workbench.train.events.Algorithm` objects acting at the loop's events,
@@ -369,10 +370,15 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Non
         raise TypeError(f"train must be an ImageDataset (wb.data.load) or a Loader, got {type(train).__name__}")
     task.check_data(model, loader.dataset)
     if test is not None:
-        if not isinstance(test, ImageDataset):
-            raise TypeError(f"test must be an ImageDataset or None, got {type(test).__name__}")
-        task.check_data(model, test)
-        test_loader = Loader(test, batch_size=eval_batch_size, shuffle=False, device=dev, channels_last=channels_last)
+        if isinstance(test, Loader):  # a ready loader (sequences, say): evaluated as it comes
+            task.check_data(model, test.dataset)
+            test_loader = test
+        elif isinstance(test, ImageDataset):
+            task.check_data(model, test)
+            test_loader = Loader(test, batch_size=eval_batch_size, shuffle=False, device=dev,
+                                 channels_last=channels_last)
+        else:
+            raise TypeError(f"test must be an ImageDataset, a Loader or None, got {type(test).__name__}")
 
     spe = len(loader)
     total_steps = epochs * spe if max_steps is None else min(max_steps, epochs * spe)
