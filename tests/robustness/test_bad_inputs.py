@@ -124,6 +124,9 @@ CASES = [
     ("a batch that does not divide the data", lambda t, m: wb.dynamics.large_batch(3000, 10_000, exact=True),
      ValueError, r"batch_size 3000 does not divide the 10000 training images \(the last batch would hold 1000\); "
                  r"sizes near it that do: \[2000, 2500, 5000\]"),
+    ("a closed form for an activation without one",
+     lambda t, m: wb.dynamics.theory.kernel_recursion(torch.ones(4), 3, activation="gelu"), ValueError,
+     r"measured only, no closed form"),
     ("no data source", _no_source, DataUnavailableError,
      r"no source of 'fashion_mnist' \(train\) could be reached. To fix: .*apt-get install dataset-fashion-mnist"),
 ]

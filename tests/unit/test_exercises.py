@@ -27,6 +27,10 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "critical_cw": (lambda activation, xi=0.0, gamma=1.0: {"relu": 2.0, "tanh": 1.0, "linear": 1.0}[activation],
+                    r"1 - xi\^2"),
+    "kernel_recursion_relu": (lambda k1, c_w, c_b, depth: list(__import__("itertools").accumulate(
+        range(depth - 1), lambda k, _: c_b + c_w * k, initial=k1)), "K / 2, not K"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
                           "every row"),

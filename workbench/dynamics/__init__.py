@@ -5,6 +5,6 @@ closed forms of effective theory.
 from .noise import *  # noqa: F401,F403
 from .recipe import *  # noqa: F401,F403
 from .largebatch import *  # noqa: F401,F403
-from . import largebatch, noise, recipe
+from . import largebatch, noise, recipe, theory
 
-__all__ = [*noise.__all__, *recipe.__all__, *largebatch.__all__]
+__all__ = [*noise.__all__, *recipe.__all__, *largebatch.__all__, "theory"]

@@ -225,6 +225,13 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Among all thresholds (every distinct score, and one above all scores) whose specificity (share of "
              "label-0 cases not called referable) is at least spec, return the highest sensitivity (share of label-1 "
              "cases called referable); no interpolation.", _checks.sensitivity_at_specificity),
+    Exercise("kernel_recursion_relu", "45_effective_theory.ipynb",
+             "Write kernel_recursion_relu(k1, c_w, c_b, depth) -> list [K^1, ..., K^depth] of a ReLU MLP's kernel: "
+             "K^1 = k1 and K^{l+1} = c_b + c_w <relu(z)^2> over z ~ N(0, K^l).", _checks.kernel_recursion_relu),
+    Exercise("critical_cw", "45_effective_theory.ipynb",
+             "Write critical_cw(activation, xi=0.0, gamma=1.0) -> the C_W (C_b = 0) at which the kernel of a residual "
+             "MLP z^{l+1} = xi z^l + gamma (W sigma(z^l) + b) neither grows nor shrinks near K = 0, for activation in "
+             "'relu', 'tanh', 'linear' (xi = 0: the plain MLP).", _checks.critical_cw),
 ]}
 
 

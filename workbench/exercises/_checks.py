@@ -1393,3 +1393,88 @@ def step_macs(fn) -> str | None:
             return f"{where}: with nothing trainable there is no backward pass: the forward pass alone"
         return where
     return None
+
+
+def kernel_recursion_relu(fn) -> str | None:
+    cases = [(1.0, 2.0, 0.0, 5, "criticality, C_W = 2, C_b = 0"),
+             (0.7, 1.5, 0.1, 6, "below criticality with a bias"),
+             (2.0, 3.0, 0.0, 4, "above criticality"),
+             (1.0, 2.0, 0.5, 3, "a hand-made case: [1, 1.5, 2]"),
+             (3.0, 2.0, 0.0, 1, "depth 1: the first layer alone")]
+    for k1, c_w, c_b, depth, what in cases:
+        want = ref.kernel_recursion_relu(k1, c_w, c_b, depth)
+        try:
+            got = fn(k1, c_w, c_b, depth)
+        except NotImplementedError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            return f"{what} (k1={k1}, c_w={c_w}, c_b={c_b}, depth={depth}): the function raised {type(e).__name__}: {e}"
+        try:
+            got = [float(v) for v in got]
+        except (TypeError, ValueError):
+            return f"return a list of numbers [K^1, ..., K^depth], got {type(got).__name__}"
+        where = f"{what} (k1={k1}, c_w={c_w}, c_b={c_b}, depth={depth}): expected {want}, got {got}"
+        if len(got) != len(want):
+            if len(got) == depth + 1 or len(got) == depth - 1:
+                return f"{where}: return exactly depth values, K^1 (= k1 itself) to K^depth"
+            return f"{where}: return depth values"
+        if all(abs(g - w) <= 1e-9 * max(1.0, abs(w)) for g, w in zip(got, want)):
+            continue
+        if abs(got[0] - k1) > 1e-9 * max(1.0, k1):
+            return f"{where}: the list starts with K^1 = k1 itself, the first layer's kernel"
+        ks = [k1]
+        for _ in range(depth - 1):
+            ks.append(c_b + c_w * ks[-1])
+        if all(abs(g - w) <= 1e-9 * max(1.0, abs(w)) for g, w in zip(got, ks)):
+            return (f"{where}: ReLU zeroes the negative half of a centred Gaussian, so <relu(z)^2> over "
+                    "z ~ N(0, K) is K / 2, not K")
+        ks = [k1]
+        for _ in range(depth - 1):
+            ks.append(c_w * ks[-1] / 2)
+        if c_b and all(abs(g - w) <= 1e-9 * max(1.0, abs(w)) for g, w in zip(got, ks)):
+            return f"{where}: every layer adds its bias's variance c_b"
+        ks = [k1]
+        for _ in range(depth - 1):
+            ks.append((c_b + c_w * ks[-1]) / 2)
+        if c_b and all(abs(g - w) <= 1e-9 * max(1.0, abs(w)) for g, w in zip(got, ks)):
+            return f"{where}: only the activation's mean square is halved; the bias variance c_b is added whole"
+        return where
+    return None
+
+
+def critical_cw(fn) -> str | None:
+    cases = [(("relu",), "plain ReLU MLP"), (("tanh",), "plain tanh MLP"), (("linear",), "plain linear MLP"),
+             (("relu", 0.6), "ReLU with a skip xi = 0.6"), (("tanh", 0.6, 0.5), "tanh, xi = 0.6, gamma = 0.5"),
+             (("relu", 0.3, 2.0), "ReLU, xi = 0.3, gamma = 2"), (("linear", 0.8, 1.0), "linear, xi = 0.8"),
+             (("relu", 0.8, 1.0), "a hand-made case: 2 (1 - 0.64) = 0.72")]
+    for args, what in cases:
+        want = ref.critical_cw(*args)
+        try:
+            got = fn(*args)
+        except NotImplementedError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            return f"{what} {args}: the function raised {type(e).__name__}: {e}"
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return f"return one number (C_W), got {type(got).__name__}"
+        if abs(got - want) <= 1e-9 * max(1.0, abs(want)):
+            continue
+        where = f"{what} {args}: expected C_W = {want:g}, got {got:g}"
+        act, xi, gamma = (list(args) + [0.0, 1.0][len(args) - 1:])[:3]
+        slope = 0.5 if act == "relu" else 1.0
+        if act == "relu" and abs(got - want / 2) < 1e-9:
+            return (f"{where}: ReLU zeroes half of its input, <relu(z)^2>_K = K / 2, so C_W must be twice the "
+                    "linear network's")
+        if xi and abs(got - 1 / (gamma ** 2 * slope)) < 1e-9:
+            return (f"{where}: the skip carries xi^2 K^l to the next layer: the block only has to make up "
+                    "the rest, 1 - xi^2")
+        if xi and abs(got - (1 - xi) / (gamma ** 2 * slope)) < 1e-9:
+            return f"{where}: the skip multiplies z by xi, so it multiplies the variance by xi^2, not xi"
+        if gamma != 1 and abs(got - (1 - xi ** 2) / slope) < 1e-9:
+            return f"{where}: the block is scaled by gamma, its variance by gamma^2: divide by it"
+        if gamma != 1 and abs(got - (1 - xi ** 2) / (gamma * slope)) < 1e-9:
+            return f"{where}: gamma scales the block's output, so its variance is scaled by gamma^2, not gamma"
+        return where
+    return None

@@ -356,3 +356,15 @@ def step_macs(block_macs, trainable) -> float:
         return sum(m)
     lo = t.index(True)
     return sum(m) + sum(m[lo + 1:]) + sum(v for v, f in zip(m, t) if f)
+
+
+def kernel_recursion_relu(k1, c_w, c_b, depth) -> list:
+    ks = [float(k1)]
+    for _ in range(int(depth) - 1):
+        ks.append(c_b + c_w * ks[-1] / 2)  # <relu(z)^2> over z ~ N(0, K) is K / 2
+    return ks
+
+
+def critical_cw(activation, xi=0.0, gamma=1.0) -> float:
+    slope = {"relu": 0.5, "tanh": 1.0, "linear": 1.0}[activation]  # d<sigma^2>_K / dK near K = 0
+    return (1 - xi ** 2) / (gamma ** 2 * slope)
