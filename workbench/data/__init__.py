@@ -11,7 +11,8 @@ and caches the decoded tensors. ``Loader`` serves augmented batches from them.
 ``load(..., corruption="fog", severity=3)`` returns a CIFAR-10-C-style corrupted copy
 (:mod:`workbench.data.corruptions`); ``cifar10_shifted``, ``fashion_mnist_inverted`` and
 ``fashion_mnist_textured`` are appearance-shifted copies; ``motion`` and ``motion_items`` are video clips
-made from real images (:mod:`workbench.data.video`).
+made from real images (:mod:`workbench.data.video`); ``make_scenes`` draws captioned scenes of garments with
+boxes and masks (:mod:`workbench.data.scenes`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from .dataset import ImageDataset, to_float, to_uint8, validate_images
 from .loader import Loader, random_crop_flip, random_stream
 from .sources import CIFAR10, FASHION_MNIST, DataUnavailableError, Spec, load_spec
 from .synthetic import SHAPES, make_shapes, spiral
+from .scenes import Scenes, make_scenes
 from .sequences import (ADDING_BASELINE_MSE, SequenceData, SequenceLoader, adding_problem, copy_baseline_loss,
                         copy_task)
 from .video import MOTIONS, filmstrip_frames, motion_clips
@@ -32,7 +34,7 @@ from .video import MOTIONS, filmstrip_frames, motion_clips
 __all__ = ["load", "list_datasets", "ImageDataset", "Loader", "DataUnavailableError", "to_float", "to_uint8",
            "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral", "corrupt",
            "list_corruptions", "motion_clips", "filmstrip_frames", "MOTIONS", "SequenceData", "SequenceLoader",
-           "adding_problem", "copy_task", "copy_baseline_loss", "ADDING_BASELINE_MSE"]
+           "adding_problem", "copy_task", "copy_baseline_loss", "ADDING_BASELINE_MSE", "Scenes", "make_scenes"]
 
 _DATASETS: dict[str, Callable[[str], ImageDataset]] = {}
 
