@@ -17,6 +17,7 @@ from . import resnet_cifar as _resnet_cifar  # noqa: F401
 from . import retention as _retention  # noqa: F401
 from . import simplenet as _simplenet  # noqa: F401
 from . import vgg as _vgg  # noqa: F401
+from . import text as _text  # noqa: F401
 from . import video as _video  # noqa: F401
 from . import vit as _vit  # noqa: F401
 from ._registry import create_model, list_models, register_model
@@ -36,6 +37,7 @@ from .resnet_cifar import BasicBlock, CifarResNet
 from .retention import RMT, ManhattanAttention
 from .simplenet import SimpleNet
 from .summary import ModelSummary, summary, summary_table
+from .text import TextEncoder, TwoTower, VQANet
 from .vgg import VGG
 from .video import VideoClassifier, frame_differences
 from .vit import VisionTransformer
@@ -47,5 +49,5 @@ __all__ = [
     "InceptionResNet", "InceptionBlock", "HyperZZWNet", "PoincareResNet",
     "RMT", "ManhattanAttention",
     "HaloAttention", "HaloNet", "ResFormer", "SequenceClassifier", "SequenceModel", "read_sequence", "VideoClassifier",
-    "frame_differences",
+    "frame_differences", "TextEncoder", "TwoTower", "VQANet",
 ]

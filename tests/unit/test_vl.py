@@ -1,0 +1,129 @@
+"""wb.vl and the image-text models: the losses' known values, retrieval metrics on a hand-made matrix,
+descriptions against names, box IoU, NMS and RoIAlign against hand-computed cases, training through fit."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import workbench as wb
+from workbench.data import scenes as S
+from workbench.vl import (CaptionWords, ImageTextContrastive, box_iou, caption_table, class_embeddings,
+                          description_scores, embed_images, hinge_hardest, hinge_sum, info_nce, nms,
+                          retrieval_metrics, roi_align, zero_shot_logits)
+
+
+def test_info_nce_known_values():
+    eye = torch.eye(8)
+    assert float(info_nce(eye, eye, math.log(100.0))) < 1e-3        # aligned one-hot pairs, low temperature
+    same = F.normalize(torch.ones(8, 8), dim=1)
+    assert float(info_nce(same, same, 2.0)) == pytest.approx(math.log(8), rel=1e-6)  # nothing to tell apart
+    with pytest.raises(ValueError, match="same shape"):
+        info_nce(eye, eye[:4], 1.0)
+
+
+def test_ranking_losses_by_hand():
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    txt = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    # s = [[1, 0.6], [0, 0.8]]; positives 1 and 0.8; margin 0.2
+    # i2t: image 0 vs text 1: 0.2 - 1 + 0.6 < 0 -> 0; image 1 vs text 0: 0.2 - 0.8 + 0 -> 0
+    # t2i: text 0 vs image 1: 0.2 - 1 + 0 -> 0; text 1 vs image 0: 0.2 - 0.8 + 0.6 = 0 -> 0
+    assert float(hinge_sum(img, txt, 0.2)) == pytest.approx(0.0)
+    # margin 0.5: i2t row 0: 0.1; row 1: 0; t2i col 0: 0; col 1: 0.3 -> sum 0.4 over 2 = 0.2
+    assert float(hinge_sum(img, txt, 0.5)) == pytest.approx(0.2)
+    assert float(hinge_hardest(img, txt, 0.5)) == pytest.approx(0.2)
+    three_img, three_txt = torch.eye(3), torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0], [0.9, 0, 0.1]])
+    # hardest keeps the larger of two violations where the sum adds both
+    assert float(hinge_hardest(three_img, three_txt, 1.0)) < float(hinge_sum(three_img, three_txt, 1.0))
+
+
+def test_retrieval_metrics_on_a_hand_made_matrix():
+    s = torch.tensor([[0.9, 0.1, 0.0, 0.0],
+                      [0.8, 0.5, 0.0, 0.0],    # image 1's caption ranks 2nd
+                      [0.0, 0.0, 0.1, 0.7],    # image 2's caption ranks 2nd
+                      [0.0, 0.0, 0.0, 0.6]])
+    m = retrieval_metrics(s, ks=(1, 2))
+    assert m["i2t_R@1"] == 0.5 and m["i2t_R@2"] == 1.0
+    # texts: text 0 -> image 0 first (0.9 > 0.8); text 1 -> image 1 (0.5) first; text 2: image 2 (0.1) first;
+    # text 3: image 2 has 0.7 > 0.6 -> rank 2
+    assert m["t2i_R@1"] == 0.75 and m["t2i_R@2"] == 1.0
+    assert m["i2t_medr"] == 1.0   # ranks [1, 2, 2, 1]: torch's median takes the lower middle value
+    with pytest.raises(ValueError, match="square"):
+        retrieval_metrics(torch.zeros(2, 3))
+
+
+def test_box_iou_and_nms_by_hand():
+    a = torch.tensor([[0.0, 0, 2, 2], [1, 1, 3, 3], [10, 10, 11, 11]])
+    iou = box_iou(a, a)
+    assert float(iou[0, 1]) == pytest.approx(1 / 7) and float(iou[0, 2]) == 0.0 and float(iou[2, 2]) == 1.0
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 9, 10]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    # box 3 (0.95) first; box 0 overlaps it 0.9 -> dropped; box 1 overlaps box 3 by 72/90 = 0.8 -> dropped
+    assert nms(boxes, scores, 0.5).tolist() == [3, 2]
+    assert nms(boxes, scores, 0.95).tolist() == [3, 0, 1, 2]
+
+
+def test_roi_align_whole_image_is_adaptive_average_pooling():
+    torch.manual_seed(0)
+    f = torch.randn(2, 3, 8, 8)
+    boxes = torch.tensor([[1.0, 0, 0, 8, 8], [0, 0, 0, 8, 8]])
+    out = roi_align(f, boxes, 4, sampling_ratio=2)
+    assert torch.allclose(out[0], F.adaptive_avg_pool2d(f[1], 4), atol=1e-6)
+    assert torch.allclose(out[1], F.adaptive_avg_pool2d(f[0], 4), atol=1e-6)
+    # a box over half the map at stride 2: feature coordinates are input pixels / 2
+    ramp = torch.arange(8.0).view(1, 1, 1, 8).expand(1, 1, 8, 8)
+    half = roi_align(ramp, torch.tensor([[0.0, 0, 0, 8, 16]]), (1, 2), spatial_scale=0.5, sampling_ratio=2)
+    # bins cover x in [-0.5, 1.5) and [1.5, 3.5): samples at 0, 1 and 2, 3 -> means 0.5 and 2.5
+    assert half.flatten().tolist() == pytest.approx([0.5, 2.5])
+
+
+def test_two_tower_trains_on_scenes_and_scores():
+    items = wb.load("fashion_mnist", "train", subset=1000)
+    sc = S.make_scenes(items, 128, size=32, max_objects=1, seed=0)
+    data = sc.as_dataset("index")
+    table = caption_table(sc, length=16)
+    assert table.shape == (128, 3, 16)
+    torch.manual_seed(0)
+    model = wb.create_model("clip_tiny", context=16, width=8, text_width=32, embed_dim=32)
+    res = wb.fit(model, data, data, task=ImageTextContrastive(table), epochs=8, batch_size=32, lr=3e-3,
+                 optimizer="adamw", augment=None, progress=False, weight_decay=0.0)
+    h = res.history
+    assert h["train_loss"].iloc[-1] < min(math.log(32), h["train_loss"].iloc[0])  # learning, below chance
+    assert h["test_acc"].iloc[-1] > 3 / 128   # among all 128 scenes (one evaluation batch): 3x chance
+    emb = embed_images(model, data)
+    names = [w for w, _ in S.ITEM_WORDS]
+    by_name = zero_shot_logits(emb, class_embeddings(model, names, ["a photo of a {}"], 16))
+    by_desc, per = description_scores(model, emb, {n: [f"a photo of a {n}"] for n in names}, 16)
+    assert torch.allclose(by_name, by_desc, atol=1e-5)               # one descriptor = the name prompt
+    assert per["coat"].shape == (128, 1)
+    with pytest.raises(ValueError, match="needs a '{}'"):
+        class_embeddings(model, names, ["a photo"])
+    # the bag-of-words baseline runs through fit too
+    torch.manual_seed(0)
+    words = wb.create_model("clip_tiny", context=16, width=8, text_width=32, embed_dim=32, word_head=True)
+    out = wb.fit(words, data, task=CaptionWords(table), epochs=1, batch_size=32, lr=1e-3, optimizer="adamw",
+                 augment=None, progress=False)
+    assert math.isfinite(out.history["train_loss"].iloc[-1])
+    with pytest.raises(ValueError, match="word head"):
+        wb.fit(model, data, task=CaptionWords(table), progress=False)
+
+
+def test_text_encoders_and_vqa_shapes():
+    tokens = S.tokenize(["a red coat on grass", "two bags"], 12)
+    for kind in ("transformer", "gru"):
+        m = wb.create_model("clip_tiny", text_kind=kind, context=12, width=8)
+        e = m.encode_text(tokens)
+        assert e.shape == (2, 64) and torch.allclose(e.norm(dim=1), torch.ones(2))
+    # padding after <eos> does not change a caption's embedding
+    m = wb.create_model("clip_tiny", context=16, width=8).eval()
+    short, longer = S.tokenize(["a red coat"], 8), S.tokenize(["a red coat"], 16)
+    assert torch.allclose(m.encode_text(short), m.encode_text(longer), atol=1e-5)
+    with pytest.raises(ValueError, match="longer than the context"):
+        m.encode_text(S.tokenize(["a"], 20))
+    v = wb.create_model("vqa_tiny", answers=5, width=8)
+    assert v(torch.randn(2, 3, 32, 32), tokens).shape == (2, 5)
+    blind = wb.create_model("vqa_tiny", answers=5, width=8, image=False)
+    x1, x2 = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    assert torch.equal(blind.eval()(x1, tokens), blind(x2, tokens))  # the question-only baseline ignores images
