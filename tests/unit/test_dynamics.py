@@ -84,6 +84,9 @@ def test_gaussian_init():
     wb.dynamics.gaussian_init(m, 0.1, bias=0.0, seed=1)
     w = m.layers[1][0].weight.detach()
     assert w.std().item() == pytest.approx(0.1, rel=0.05) and float(m.layers[1][0].bias.abs().max()) == 0.0
+    wb.dynamics.gaussian_init(m, 2 ** 0.5, fan_in=True, seed=2)                 # He: std sqrt(2 / fan_in)
+    assert m.layers[0][0].weight.detach().std().item() == pytest.approx((2 / 784) ** 0.5, rel=0.05)
+    assert m.layers[1][0].weight.detach().std().item() == pytest.approx((2 / 50) ** 0.5, rel=0.05)
     wb.dynamics.gaussian_init(m, 0.0)
     assert all(float(p.abs().max()) == 0 for p in m.parameters())
     with pytest.raises(ValueError, match="std"):

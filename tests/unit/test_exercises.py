@@ -27,6 +27,7 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "annealed_std": (lambda step, eta, gamma=0.55: eta / (1 + step) ** gamma, "the variance"),
     "critical_cw": (lambda activation, xi=0.0, gamma=1.0: {"relu": 2.0, "tanh": 1.0, "linear": 1.0}[activation],
                     r"1 - xi\^2"),
     "kernel_recursion_relu": (lambda k1, c_w, c_b, depth: list(__import__("itertools").accumulate(

@@ -80,12 +80,14 @@ class GradientNoise(Algorithm):
             self.gen.set_state(state["generator"].to(torch.uint8).cpu())
 
 
-def gaussian_init(model: nn.Module, std: float, bias: float = 0.0, seed: int = 0) -> nn.Module:
+def gaussian_init(model: nn.Module, std: float, bias: float = 0.0, seed: int = 0, fan_in: bool = False) -> nn.Module:
     """Draw every ``Linear`` and ``Conv2d`` weight from ``N(0, std ** 2)`` and set every bias to ``bias``, in place.
 
     A plain, depth-unaware initialization such as the gradient-noise paper's "simple init" (its section 4.1
-    trains a 20-layer network of 50 units from one); ``std = 0`` gives all-zero weights. BatchNorm layers,
-    if any, are left as they are. Returns the model.
+    trains a 20-layer network of 50 units from one); ``std = 0`` gives all-zero weights. With ``fan_in=True``
+    each layer's standard deviation is ``std / sqrt(fan_in)`` instead: ``std = sqrt(2)`` is He et al.'s
+    initialization for ReLU networks (arXiv:1502.01852). BatchNorm layers, if any, are left as they are.
+    Returns the model.
     """
     if not (isinstance(std, (int, float)) and math.isfinite(std) and std >= 0):
         raise ValueError(f"std is a standard deviation, >= 0; got {std!r}")
@@ -95,7 +97,8 @@ def gaussian_init(model: nn.Module, std: float, bias: float = 0.0, seed: int = 0
         raise ValueError(f"{type(model).__name__} has no Linear or Conv2d layer to initialize")
     with torch.no_grad():
         for m in layers:
-            m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * std)
+            scale = std / math.sqrt(m.weight[0].numel()) if fan_in else std  # weight[0]: one output's inputs
+            m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * scale)
             if m.bias is not None:
                 m.bias.fill_(bias)
     return model

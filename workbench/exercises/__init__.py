@@ -232,6 +232,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write critical_cw(activation, xi=0.0, gamma=1.0) -> the C_W (C_b = 0) at which the kernel of a residual "
              "MLP z^{l+1} = xi z^l + gamma (W sigma(z^l) + b) neither grows nor shrinks near K = 0, for activation in "
              "'relu', 'tanh', 'linear' (xi = 0: the plain MLP).", _checks.critical_cw),
+    Exercise("annealed_std", "46_gradient_noise.ipynb",
+             "Write annealed_std(step, eta, gamma=0.55) -> float or tensor: the standard deviation of the gradient "
+             "noise at step `step` (0-based), the square root of the variance eta / (1 + step) ** gamma; for a 1-D "
+             "tensor of steps return a tensor of the same shape.", _checks.annealed_std),
 ]}
 
 

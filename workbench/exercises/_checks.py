@@ -1478,3 +1478,51 @@ def critical_cw(fn) -> str | None:
             return f"{where}: gamma scales the block's output, so its variance is scaled by gamma^2, not gamma"
         return where
     return None
+
+
+def annealed_std(fn) -> str | None:
+    cases = [(0, 1.0, 0.55, "step 0, eta = 1"), (99, 0.3, 0.55, "step 99, eta = 0.3"),
+             (2_000, 0.01, 0.55, "step 2000, eta = 0.01"), (3, 0.16, 1.0, "step 3, eta = 0.16, gamma = 1 (0.2 by hand)"),
+             (7, 2.0, 0.0, "gamma = 0: constant noise"), (10, 1.0, 0.55, "step 10, eta = 1")]
+    for step, eta, gamma, what in cases:
+        want = ref.annealed_std(step, eta, gamma)
+        try:
+            got = fn(step, eta, gamma)
+        except NotImplementedError:
+            raise
+        except ZeroDivisionError:
+            return (f"{what}: the function divided by zero; the schedule divides by (1 + step) ** gamma, "
+                    "which is 1 at step 0, not by step ** gamma")
+        except Exception as e:  # noqa: BLE001
+            return f"{what}: the function raised {type(e).__name__}: {e}"
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return f"for an int step return one number, got {type(got).__name__}"
+        if math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
+            continue
+        where = f"{what}: expected {want:.6g}, got {got:.6g}"
+        if math.isclose(got, want ** 2, rel_tol=1e-9) and want != 1.0:
+            return f"{where}: that is the variance eta / (1 + step) ** gamma; return its square root, the std"
+        if step > 0 and math.isclose(got, math.sqrt(eta / step ** gamma), rel_tol=1e-9):
+            return f"{where}: anneal with (1 + step), not step (steps count from 0)"
+        if math.isclose(got, math.sqrt(eta) / (1 + step) ** gamma, rel_tol=1e-9):
+            return (f"{where}: gamma anneals the variance, so the std falls as (1 + step) ** (-gamma / 2); "
+                    "you divided the std by (1 + step) ** gamma")
+        if math.isclose(got, ref.annealed_std(step, eta, 0.55), rel_tol=1e-9):
+            return f"{where}: use the gamma argument, not a fixed 0.55"
+        return where
+    steps = torch.arange(6)
+    try:
+        got = fn(steps, 0.3, 0.55)
+    except NotImplementedError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        return f"for a tensor of steps {steps.tolist()} the function raised {type(e).__name__}: {e}"
+    want = ref.annealed_std(steps, 0.3, 0.55)
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(steps.shape):
+        return (f"for a 1-D tensor of {len(steps)} steps return a tensor of the same shape, "
+                f"got {getattr(got, 'shape', type(got).__name__)}")
+    if not torch.allclose(got.double(), want, rtol=1e-6, atol=1e-9):
+        return f"for the steps {steps.tolist()} (eta = 0.3) expected {want.tolist()}, got {got.tolist()}"
+    return None

@@ -368,3 +368,9 @@ def kernel_recursion_relu(k1, c_w, c_b, depth) -> list:
 def critical_cw(activation, xi=0.0, gamma=1.0) -> float:
     slope = {"relu": 0.5, "tanh": 1.0, "linear": 1.0}[activation]  # d<sigma^2>_K / dK near K = 0
     return (1 - xi ** 2) / (gamma ** 2 * slope)
+
+
+def annealed_std(step, eta, gamma=0.55):
+    if isinstance(step, torch.Tensor):
+        return torch.sqrt(eta / (1 + step.double()) ** gamma)
+    return math.sqrt(eta / (1 + step) ** gamma)
