@@ -16,6 +16,7 @@ The curated public API:
 * :mod:`wb.dynamics` — training dynamics and theory: recipe switches, scaling a model family, gradient noise, statistics at initialization.
 * :mod:`wb.sequence` — sequences and video: gradients through time, gradient clipping, sparse recurrent weights (models in ``wb.models``, clips in ``wb.data``).
 * :mod:`wb.vl` — vision and language: contrastive and ranking tasks, zero-shot by prompts and descriptions, retrieval metrics, box IoU, NMS, RoIAlign.
+* :mod:`wb.dense` — dense prediction and restoration: PSNR, SSIM, the effective receptive field, restoration as a task.
 * :mod:`wb.shift` — shifted and poisoned data: test-time adaptation (BatchNorm re-estimation, TENT, EcoTTA) with its memory, and unlearnable training data.
 * :mod:`wb.ssl` — self-supervised objectives (tasks of ``fit``), batched views, and the evaluation of a representation.
 * :mod:`wb.bn_only` — BatchNorm-only training policies and their analysis.
@@ -33,7 +34,7 @@ The curated public API:
 """
 __version__ = "0.1.0"
 
-from . import attention, attribution, bn_only, catalog, config, data, dynamics, exercises, generate, hessian, guidance, landscape, models, multilabel, nas, probe, prune, quant, results, sequence, shift, similarity, ssl, train, transfer, viz, vl
+from . import attention, attribution, bn_only, catalog, config, data, dense, dynamics, exercises, generate, hessian, guidance, landscape, models, multilabel, nas, probe, prune, quant, results, sequence, shift, similarity, ssl, train, transfer, viz, vl
 from .cache import cached
 from .sweep import sweep, sweep_folder
 from .config import by_mode, device, seed_everything
@@ -43,5 +44,5 @@ from .probe import run_with_cache
 from .notebook import setup
 from .train import evaluate, fit, train_model
 
-__all__ = ["__version__", "attention", "dynamics", "sequence", "vl", "generate", "ssl", "shift", "transfer", "guidance", "hessian", "landscape", "multilabel", "nas", "prune", "quant", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
+__all__ = ["__version__", "attention", "dense", "dynamics", "sequence", "vl", "generate", "ssl", "shift", "transfer", "guidance", "hessian", "landscape", "multilabel", "nas", "prune", "quant", "attribution", "results", "similarity", "bn_only", "config", "data", "models", "probe", "train", "viz", "cached", "by_mode", "device",
            "seed_everything", "load", "create_model", "list_models", "run_with_cache", "fit", "evaluate", "train_model", "setup", "sweep", "sweep_folder"]

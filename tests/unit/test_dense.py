@@ -1,0 +1,73 @@
+"""Degradations as data, PSNR/SSIM, the effective receptive field, restoration through fit."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import workbench as wb
+from workbench.data import PairLoader, degrade, paired
+from workbench.dense import Restoration, effective_receptive_field, erf_radius, psnr, ssim
+
+
+def test_psnr_known_values_and_ssim_of_identity():
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 16, 16)
+    assert torch.isinf(psnr(x, x)).all() and torch.allclose(ssim(x, x), torch.ones(3))
+    grey = torch.full((4, 3, 64, 64), 128, dtype=torch.uint8)
+    noisy = degrade(grey, "gaussian", 1, seed=0)                              # sigma 10 levels, no clipping here
+    got = psnr(noisy.float() / 255, grey.float() / 255)
+    want = 20 * math.log10(255 / math.sqrt(10 ** 2 + 1 / 12))               # + the rounding to whole levels
+    assert got.mean().item() == pytest.approx(want, abs=0.15)
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(x, x[:, :, :8])
+
+
+def test_degradations_identity_shapes_and_determinism():
+    d = wb.load("cifar10", "test", subset=6)
+    assert torch.equal(degrade(d.images, "rain", 0), d.images)              # rain at density zero: the identity
+    assert degrade(d.images, "down4", 3).shape == (6, 3, 8, 8)
+    for kind in ("gaussian", "poisson_gaussian", "rain", "jpeg", "blur"):
+        a = degrade(d.images, kind, 4, seed=2)
+        assert torch.equal(a, degrade(d.images, kind, 4, seed=2)) and not torch.equal(a, d.images), kind
+        # a subset's pixels are the whole set's: image i depends on (seed, offset + i) only
+        assert torch.equal(degrade(d.images[3:], kind, 4, seed=2, offset=3), a[3:]), kind
+    stronger = [float(psnr(degrade(d.images, "gaussian", s).float() / 255, d.images.float() / 255).mean())
+                for s in (1, 3, 5)]
+    assert stronger[0] > stronger[1] > stronger[2]
+    with pytest.raises(ValueError, match="unknown degradation 'snow'"):
+        degrade(d.images, "snow")
+
+
+def test_erf_of_one_convolution_is_its_kernel():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    erf = effective_receptive_field(conv, torch.randn(2, 1, 15, 15))
+    nz = (erf > 0).nonzero()
+    assert nz[:, 0].min() == 6 and nz[:, 0].max() == 8 and nz[:, 1].min() == 6 and nz[:, 1].max() == 8
+    assert erf_radius(erf, 1.0) == 1
+    two = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1))
+    assert erf_radius(effective_receptive_field(two, torch.randn(2, 1, 15, 15)), 1.0) == 2
+
+
+def test_restoration_trains_through_fit():
+    d = wb.load("cifar10", "train", subset=128)
+    pairs = paired(d, "gaussian", 3)
+    loader = PairLoader(pairs, batch_size=32, seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
+    res = wb.fit(model, loader, PairLoader(pairs, batch_size=128, shuffle=False), task=Restoration("l2"),
+                 epochs=6, lr=1e-3, optimizer="adam", weight_decay=0.0, progress=False)
+    assert res.history["test_psnr"].iloc[-1] > res.history["test_psnr"].iloc[0] + 1
+    # the task's PSNR is the PSNR of the output image in [0, 1] against the clean one
+    x, y = PairLoader(pairs, batch_size=128, shuffle=False).batch(torch.arange(128))
+    std = torch.tensor(pairs.std).view(1, -1, 1, 1)
+    mean = torch.tensor(pairs.mean).view(1, -1, 1, 1)
+    with torch.no_grad():
+        out = model(x) * std + mean
+    direct = psnr(out, y * std + mean).mean().item()
+    assert res.history["test_psnr"].iloc[-1] == pytest.approx(direct, abs=1e-3)
+    with pytest.raises(ValueError, match="pairs"):
+        wb.fit(model, d, task=Restoration(), progress=False)
