@@ -71,3 +71,60 @@ def test_restoration_trains_through_fit():
     assert res.history["test_psnr"].iloc[-1] == pytest.approx(direct, abs=1e-3)
     with pytest.raises(ValueError, match="pairs"):
         wb.fit(model, d, task=Restoration(), progress=False)
+
+
+# ------------------------------------------------------------------------------------------ RVQ and diffusion
+def test_rvq_matches_vector_quantize_pytorch_and_one_level_is_vq():
+    from vector_quantize_pytorch import ResidualVQ as Reference
+
+    from workbench.dense import ResidualVQ, residual_quantize
+    torch.manual_seed(0)
+    ref = Reference(dim=8, num_quantizers=3, codebook_size=16).eval()
+    x = torch.randn(2, 50, 8)
+    with torch.no_grad():
+        q_ref, codes_ref, _ = ref(x)
+    books = ref.codebooks.detach()                                   # [3, 16, 8]
+    codes, q = residual_quantize(x, books)
+    assert torch.equal(codes, codes_ref) and torch.allclose(q, q_ref, atol=1e-5)
+    one_codes, one_q = residual_quantize(x, books[:1])               # one level: nearest code
+    nearest = torch.cdist(x.reshape(-1, 8), books[0]).argmin(1)
+    assert torch.equal(one_codes.reshape(-1), nearest) and torch.equal(one_q.reshape(-1, 8), books[0][nearest])
+    # the trainable layer: straight-through gradient, codebooks that move towards their vectors
+    layer = ResidualVQ(8, depth=2, size=16)
+    before = layer.codebooks.clone()
+    xx = torch.randn(64, 8, requires_grad=True)
+    out, c, commit = layer(xx)
+    (out.sum() + commit).backward()
+    assert torch.allclose(xx.grad, torch.ones_like(xx) + 0.25 * 2 * (xx - residual_quantize(xx.detach(), before)[1])
+                          .detach() / xx.numel(), atol=1e-5)
+    assert not torch.equal(layer.codebooks, before)
+    err_before = (residual_quantize(xx.detach(), before)[1] - xx.detach()).pow(2).mean()
+    for _ in range(30):
+        layer(xx.detach())
+    assert (residual_quantize(xx.detach(), layer.codebooks)[1] - xx.detach()).pow(2).mean() < err_before
+
+
+def test_diffusion_closed_form_and_oracle_samplers():
+    from workbench.dense import NoiseSchedule, ddim_sample, ddpm_sample
+    for kind in ("linear", "cosine"):
+        s = NoiseSchedule(100, kind)
+        x0 = torch.randn(4, 3, 8, 8)
+        assert torch.equal(s.q_sample(x0, torch.zeros(4, dtype=torch.long), torch.randn_like(x0)), x0)  # t = 0
+        t = torch.full((20_000,), 60, dtype=torch.long)
+        one = torch.full((20_000, 1), 2.0)
+        xt = s.q_sample(one, t, torch.randn_like(one))
+        abar = float(s.alphas_cumprod[60])
+        assert float(xt.mean()) == pytest.approx(2.0 * abar ** 0.5, abs=0.02)
+        assert float(xt.var()) == pytest.approx(1 - abar, rel=0.05)
+        assert 0 < float(s.alphas_cumprod[-1]) < 0.1 if kind == "cosine" else float(s.alphas_cumprod[-1]) < 0.7
+        # the exact noise predictor of a one-point data distribution: both samplers return the point
+        target = torch.full((2, 1, 4, 4), 0.7)
+
+        def oracle(x, tt, s=s):
+            a = s.alphas_cumprod[tt].float().view(-1, 1, 1, 1)
+            return (x - a.sqrt() * target) / (1 - a).sqrt()
+
+        assert torch.allclose(ddim_sample(oracle, s, (2, 1, 4, 4), steps=10), target, atol=1e-4)
+        assert torch.allclose(ddpm_sample(oracle, s, (2, 1, 4, 4)), target, atol=1e-4)
+    with pytest.raises(ValueError, match="kind is one of linear, cosine"):
+        NoiseSchedule(10, "sigmoid")

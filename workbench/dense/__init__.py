@@ -1,11 +1,13 @@
 """Dense prediction, restoration and generation (issue 25): image-quality metrics, the effective receptive
-field, and restoration as a ``wb.fit`` task.
+field, restoration as a ``wb.fit`` task, residual vector quantization, and diffusion's schedule and samplers.
 
 The data live in :mod:`wb.data` (``degrade``, ``paired`` and ``PairLoader`` for ``(degraded, clean)`` pairs;
 ``make_scenes`` for segmentation masks).
 """
+from .diffusion import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
+from .rvq import *  # noqa: F401,F403
 from .tasks import *  # noqa: F401,F403
-from . import metrics, tasks
+from . import diffusion, metrics, rvq, tasks
 
-__all__ = [*metrics.__all__, *tasks.__all__]
+__all__ = [*metrics.__all__, *tasks.__all__, *rvq.__all__, *diffusion.__all__]
