@@ -128,3 +128,25 @@ def test_diffusion_closed_form_and_oracle_samplers():
         assert torch.allclose(ddpm_sample(oracle, s, (2, 1, 4, 4)), target, atol=1e-4)
     with pytest.raises(ValueError, match="kind is one of linear, cosine"):
         NoiseSchedule(10, "sigmoid")
+
+
+# ------------------------------------------------------------------------------------------ models
+def test_dense_models_shapes_and_known_answers():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    for name in ("seg_resnet", "seg_hrnet"):
+        m = wb.create_model(name, num_classes=5, width=8).eval()
+        assert m(x).shape == (2, 5, 32, 32)
+        assert "hook_features" in wb.models.hook_points(m)
+    u = wb.create_model("unet", residual=True, width=8).eval()
+    torch.nn.init.zeros_(u.out.weight), torch.nn.init.zeros_(u.out.bias)
+    assert torch.equal(u(x), x)                         # a residual U-Net with a zero output layer is the identity
+    with pytest.raises(ValueError, match="divisible by 4"):
+        u(torch.randn(1, 3, 30, 30))
+    sr = wb.create_model("srresnet", scale=2, width=8, blocks=2)
+    assert sr(x).shape == (2, 3, 64, 64) and wb.create_model("sr_discriminator", width=8)(x).shape == (2, 1)
+    ae = wb.create_model("rvq_autoencoder", width=8, dim=4, depth=2, size=8).eval()
+    codes = ae.encode(x)
+    assert codes.shape == (2, 8, 8, 2) and torch.allclose(ae.decode_codes(codes), ae(x), atol=1e-5)
+    with pytest.raises(ValueError, match="scale is 2 or 4"):
+        wb.create_model("srresnet", scale=3)

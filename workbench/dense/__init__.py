@@ -6,8 +6,8 @@ The data live in :mod:`wb.data` (``degrade``, ``paired`` and ``PairLoader`` for 
 """
 from .diffusion import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
-from .rvq import *  # noqa: F401,F403
+from ..models.rvq import ResidualVQ, residual_quantize
 from .tasks import *  # noqa: F401,F403
-from . import diffusion, metrics, rvq, tasks
+from . import diffusion, metrics, tasks
 
-__all__ = [*metrics.__all__, *tasks.__all__, *rvq.__all__, *diffusion.__all__]
+__all__ = [*metrics.__all__, *tasks.__all__, "ResidualVQ", "residual_quantize", *diffusion.__all__]

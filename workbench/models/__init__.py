@@ -4,6 +4,7 @@
 >>> wb.models.list_models("resnet*")[:3]
 ['resnet110', 'resnet14', 'resnet20']
 """
+from . import dense as _dense  # noqa: F401
 from . import halonet as _halonet  # noqa: F401
 from . import hyperzzw as _hyperzzw  # noqa: F401  (registers)
 from . import inception_resnet as _inception_resnet  # noqa: F401
@@ -23,6 +24,7 @@ from . import vit as _vit  # noqa: F401
 from ._registry import create_model, list_models, register_model
 from .base import WorkbenchModel
 from .count import layer_macs
+from .dense import HRNet, RVQAutoencoder, SegResNet, SRDiscriminator, SRResNet, UNet
 from .halonet import HaloAttention, HaloNet
 from .hooks import HookPoint, count_parameters, hook_points
 from .hyperzzw import HyperZZWNet
@@ -49,5 +51,6 @@ __all__ = [
     "InceptionResNet", "InceptionBlock", "HyperZZWNet", "PoincareResNet",
     "RMT", "ManhattanAttention",
     "HaloAttention", "HaloNet", "ResFormer", "SequenceClassifier", "SequenceModel", "read_sequence", "VideoClassifier",
-    "frame_differences", "TextEncoder", "TwoTower", "VQANet",
+    "frame_differences", "TextEncoder", "TwoTower", "VQANet", "SegResNet", "HRNet", "UNet", "SRResNet",
+    "SRDiscriminator", "RVQAutoencoder",
 ]
