@@ -150,3 +150,25 @@ def test_dense_models_shapes_and_known_answers():
     assert codes.shape == (2, 8, 8, 2) and torch.allclose(ae.decode_codes(codes), ae(x), atol=1e-5)
     with pytest.raises(ValueError, match="scale is 2 or 4"):
         wb.create_model("srresnet", scale=3)
+
+
+def test_restoration_and_diffusion_backbones():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    mir = wb.create_model("mirnet_tiny", width=8, blocks=1).eval()
+    torch.nn.init.zeros_(mir.tail.weight), torch.nn.init.zeros_(mir.tail.bias)
+    assert torch.equal(mir(x), x)                       # a zero last layer: the residual network is the identity
+    one, two = wb.create_model("dpenet_tiny", width=8, stages=1), wb.create_model("dpenet_tiny", width=8)
+    assert one(x).shape == two(x).shape == x.shape
+    two.load_state_dict({k: v for k, v in two.state_dict().items()}, strict=True)
+    assert sum(p.numel() for p in two.parameters()) > sum(p.numel() for p in one.parameters())
+    for multires in (False, True):
+        dit = wb.create_model("dit_tiny", width=32, depth=2, multires=multires, img_size=32)
+        t = torch.tensor([5, 900])
+        out = dit(x, t)
+        assert out.shape == x.shape and torch.equal(out, torch.zeros_like(x))  # zero-initialized output layer
+        out.sum().backward()
+    with pytest.raises(ValueError, match="divisible by 4"):
+        mir(torch.randn(1, 3, 30, 30))
+    with pytest.raises(ValueError, match="stages is 1"):
+        wb.create_model("dpenet_tiny", stages=3)

@@ -279,3 +279,12 @@ def test_scaling_bad_input():
         scaling_table([{"width": 0}])
     with pytest.raises(ValueError, match="depth, width or resolution"):
         scale_grid(height=[3])
+
+
+def test_resolution_scaling_trains_in_channels_last():
+    """The resized input's backward in channels-last memory (what fit uses on a CPU) must not crash."""
+    torch.manual_seed(0)
+    m = wb.create_model("resnet8", width=8, resolution=64).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    m(x).sum().backward()
+    assert m.stem[0].weight.grad is not None

@@ -128,3 +128,17 @@ def test_bad_inputs_name_the_fix():
         model(torch.zeros(3, 32, 32))
     with pytest.raises(ValueError, match="img_size=28"):
         create_model("mlp")(torch.zeros(1, 3, 28, 28))
+
+
+def test_strided_projection_is_the_strided_convolution_and_survives_channels_last():
+    """torch 2.13's CPU kernel of a 1x1 stride-2 convolution corrupted memory on channels-last 8-channel inputs
+    of 64x64; the shortcut computes the same function on every second pixel instead."""
+    from workbench.models.resnet_cifar import StridedPointwise
+    torch.manual_seed(0)
+    ours = StridedPointwise(8, 16, 2)
+    ref = torch.nn.Conv2d(8, 16, 1, stride=2, bias=False)
+    ref.weight.data.copy_(ours.weight.data)
+    x = torch.randn(3, 8, 32, 32)
+    assert torch.equal(ours(x), ref(x))
+    m = create_model("resnet8", width=8).to(memory_format=torch.channels_last)
+    m(torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)).sum().backward()  # used to crash

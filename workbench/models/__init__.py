@@ -15,6 +15,7 @@ from . import poincare_resnet as _poincare_resnet  # noqa: F401
 from . import recurrent as _recurrent  # noqa: F401
 from . import resformer as _resformer  # noqa: F401
 from . import resnet_cifar as _resnet_cifar  # noqa: F401
+from . import restore as _restore  # noqa: F401
 from . import retention as _retention  # noqa: F401
 from . import simplenet as _simplenet  # noqa: F401
 from . import vgg as _vgg  # noqa: F401
@@ -36,6 +37,7 @@ from .poincare_resnet import PoincareResNet
 from .recurrent import SequenceClassifier, SequenceModel, read_sequence
 from .resformer import ResFormer
 from .resnet_cifar import BasicBlock, CifarResNet
+from .restore import DPENet, MIRNet, DiT
 from .retention import RMT, ManhattanAttention
 from .simplenet import SimpleNet
 from .summary import ModelSummary, summary, summary_table
@@ -52,5 +54,5 @@ __all__ = [
     "RMT", "ManhattanAttention",
     "HaloAttention", "HaloNet", "ResFormer", "SequenceClassifier", "SequenceModel", "read_sequence", "VideoClassifier",
     "frame_differences", "TextEncoder", "TwoTower", "VQANet", "SegResNet", "HRNet", "UNet", "SRResNet",
-    "SRDiscriminator", "RVQAutoencoder",
+    "SRDiscriminator", "RVQAutoencoder", "MIRNet", "DPENet", "DiT",
 ]

@@ -123,6 +123,20 @@ def drop_branch(branch: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 SHORTCUTS = ("b", "d")
 
 
+class StridedPointwise(nn.Conv2d):
+    """A 1x1 convolution with a stride, computed as the stride-1 convolution of every ``stride``-th pixel (the
+    same function, parameters and initialization as ``nn.Conv2d(cin, cout, 1, stride, bias=False)``). torch 2.13's
+    CPU kernel for the strided 1x1 convolution corrupts memory on channels-last inputs of some sizes (8 channels
+    at 64x64 crashes the process, forward and backward); the subsampled form avoids that kernel."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride
+        return F.conv2d(x[:, :, ::s[0], ::s[1]], self.weight)
+
+
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1, skip: bool = True, ibn: str | None = None,
                  ibn_ratio: float = 0.5, se: float = 0.0, shortcut: str = "b", drop_path: float = 0.0):
@@ -138,8 +152,8 @@ class BasicBlock(nn.Module):
                 self.shortcut = nn.Sequential(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False),
                                               nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
             else:
-                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False),
-                                              nn.BatchNorm2d(cout))
+                self.shortcut = nn.Sequential(StridedPointwise(cin, cout, stride) if stride != 1 else
+                                              nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
         self.se = SqueezeExcite(cout, se) if se > 0 else None
         self.drop_path = float(drop_path)
         self.hook_relu1 = HookPoint()
@@ -227,8 +241,10 @@ class CifarResNet(WorkbenchModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         if self.resolution is not None and tuple(x.shape[-2:]) != (self.resolution, self.resolution):
-            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
-                              antialias=True)  # [batch, C, r, r]
+            # contiguous: the antialiased resize's backward crashed on channels-last inputs (torch 2.13, CPU);
+            # antialiasing matters only when shrinking
+            x = F.interpolate(x.contiguous(), size=(self.resolution, self.resolution), mode="bilinear",
+                              align_corners=False, antialias=self.resolution < x.shape[-1])  # [batch, C, r, r]
         x = self.stem(x)          # [batch, W, h, w]
         x = self.layer1(x)        # [batch, W, h, w]
         x = self.layer2(x)        # [batch, 2W, h/2, w/2]
