@@ -154,3 +154,23 @@ def test_layerwise_optimizers_train_through_fit(data):
         assert torch.isfinite(torch.tensor(res.history["train_loss"].iloc[-1]))
     with pytest.raises(ValueError, match="lars, lamb"):
         layerwise_optimizer("adam")
+
+
+def test_staleness_probe_observes_only_and_reads_one_when_nothing_moves(data):
+    from workbench.dynamics import StalenessProbe
+    train, test = data
+    kw = dict(FIT, epochs=2, max_steps=None)                   # 8 steps: a probe every 2
+    probe = StalenessProbe(train.mean, train.std, 4.0, taus=(1, 3), probes=4, images=32)
+    with_probe = wb.fit(_model(), train, test, algorithms=[probe], **kw).model
+    without = wb.fit(_model(), train, test, **kw).model
+    assert _same(with_probe, without)                          # it only observes
+    assert [r["step"] for r in probe.rows] == [2, 4, 6] and probe.rows[0]["stale3"] is None
+    assert all(r["fresh"] > 0 and r["stale1"] is not None for r in probe.rows)
+    # weights that do not move (no BatchNorm statistics either): stale examples are the fresh ones
+    torch.manual_seed(0)
+    mlp = wb.create_model("mlp", depth=2, width=32)
+    still = StalenessProbe(train.mean, train.std, 4.0, taus=(1,), probes=4, images=32)
+    wb.fit(mlp, train, algorithms=[still], **dict(kw, lr=1e-30, momentum=0.0, weight_decay=0.0))
+    assert all(r["stale1"] == r["fresh"] and r["move"] == 0.0 for r in still.rows)
+    with pytest.raises(ValueError, match="taus"):
+        StalenessProbe(train.mean, train.std, taus=(0,))

@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "linear_scaled_lr": (lambda base_lr, base_batch, batch, warmup_steps, step: base_lr * batch / base_batch * (
+        min(1.0, step / warmup_steps) if warmup_steps else 1.0), "0-based"),
     "annealed_std": (lambda step, eta, gamma=0.55: eta / (1 + step) ** gamma, "the variance"),
     "critical_cw": (lambda activation, xi=0.0, gamma=1.0: {"relu": 2.0, "tanh": 1.0, "linear": 1.0}[activation],
                     r"1 - xi\^2"),

@@ -236,6 +236,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write annealed_std(step, eta, gamma=0.55) -> float or tensor: the standard deviation of the gradient "
              "noise at step `step` (0-based), the square root of the variance eta / (1 + step) ** gamma; for a 1-D "
              "tensor of steps return a tensor of the same shape.", _checks.annealed_std),
+    Exercise("linear_scaled_lr", "48_conadv.ipynb",
+             "Write linear_scaled_lr(base_lr, base_batch, batch, warmup_steps, step) -> the learning rate at step "
+             "(0-based): the peak base_lr * batch / base_batch (the linear scaling rule), reached by a linear warm-up "
+             "peak * (step + 1) / warmup_steps while step < warmup_steps (none when warmup_steps is 0), then held.",
+             _checks.linear_scaled_lr),
 ]}
 
 

@@ -1526,3 +1526,46 @@ def annealed_std(fn) -> str | None:
     if not torch.allclose(got.double(), want, rtol=1e-6, atol=1e-9):
         return f"for the steps {steps.tolist()} (eta = 0.3) expected {want.tolist()}, got {got.tolist()}"
     return None
+
+
+def linear_scaled_lr(fn) -> str | None:
+    cases = [((0.1, 128, 4096, 0, 10), "no warm-up"), ((0.1, 128, 4096, 5, 0), "the first warm-up step"),
+             ((0.1, 128, 4096, 5, 4), "the last warm-up step"), ((0.1, 128, 4096, 5, 100), "after the warm-up"),
+             ((0.2, 256, 64, 10, 3), "a batch smaller than the base"), ((0.1, 128, 128, 0, 0), "the base batch"),
+             ((0.1, 256, 1024, 4, 1), "a hand-made case: peak 0.4, step 2 of 4 -> 0.2")]
+    for args, what in cases:
+        base_lr, base_batch, batch, warmup, step = args
+        want = ref.linear_scaled_lr(*args)
+        try:
+            got = fn(*args)
+        except NotImplementedError:
+            raise
+        except ZeroDivisionError:
+            return f"{what} {args}: division by zero; warmup_steps = 0 means no warm-up: the peak from the first step"
+        except Exception as e:  # noqa: BLE001
+            return f"{what} {args}: the function raised {type(e).__name__}: {e}"
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return f"return one number (the learning rate), got {type(got).__name__}"
+        if abs(got - want) <= 1e-12 * max(1.0, abs(want)):
+            continue
+        where = f"{what} {args}: expected {want:g}, got {got:g}"
+        close = lambda v: abs(got - v) <= 1e-12 * max(1.0, abs(v))  # noqa: E731
+        warm = (step + 1) / warmup if warmup and step < warmup else 1.0
+        peak = base_lr * batch / base_batch
+        if close(base_lr * warm):
+            return f"{where}: scale the base rate with the batch: peak = base_lr * batch / base_batch"
+        if close(base_lr * (batch / base_batch) ** 0.5 * warm):
+            return f"{where}: the rule is linear in the batch (batch / base_batch), not its square root"
+        if close(base_lr * base_batch / batch * warm):
+            return f"{where}: a larger batch gets a larger rate: base_lr * batch / base_batch, not its inverse"
+        if warmup and step < warmup and close(peak * step / warmup):
+            return (f"{where}: steps are 0-based, so the first step already takes peak / warmup_steps "
+                    "(peak * (step + 1) / warmup_steps), and step warmup_steps - 1 reaches the peak")
+        if warmup and step >= warmup and close(peak * (step + 1) / warmup):
+            return f"{where}: the warm-up ends at warmup_steps: hold the rate at the peak after it"
+        if warmup and step < warmup and close(base_lr + (peak - base_lr) * (step + 1) / warmup):
+            return f"{where}: here the warm-up starts from 0 (peak * (step + 1) / warmup_steps), not from base_lr"
+        return where
+    return None
