@@ -27,6 +27,7 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "linear_drop_rates": (lambda n, p: [p * i / n for i in range(n, 0, -1)], "reversed"),
     "linear_scaled_lr": (lambda base_lr, base_batch, batch, warmup_steps, step: base_lr * batch / base_batch * (
         min(1.0, step / warmup_steps) if warmup_steps else 1.0), "0-based"),
     "annealed_std": (lambda step, eta, gamma=0.55: eta / (1 + step) ** gamma, "the variance"),

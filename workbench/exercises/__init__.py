@@ -241,6 +241,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "(0-based): the peak base_lr * batch / base_batch (the linear scaling rule), reached by a linear warm-up "
              "peak * (step + 1) / warmup_steps while step < warmup_steps (none when warmup_steps is 0), then held.",
              _checks.linear_scaled_lr),
+    Exercise("linear_drop_rates", "47_revisiting_resnets.ipynb",
+             "Write linear_drop_rates(n_blocks, max_rate) -> list of floats: stochastic depth's drop probability for "
+             "each of n_blocks residual blocks, numbered 1 to n_blocks from the input, rising linearly with depth from "
+             "max_rate / n_blocks at the first block to max_rate at the last.", _checks.linear_drop_rates),
 ]}
 
 

@@ -381,3 +381,7 @@ def linear_scaled_lr(base_lr, base_batch, batch, warmup_steps, step) -> float:
     if warmup_steps > 0 and step < warmup_steps:
         return peak * (step + 1) / warmup_steps  # linear warm-up from 0, as wb.fit's cosine schedule
     return peak
+
+
+def linear_drop_rates(n_blocks, max_rate) -> list[float]:
+    return [float(max_rate) * i / n_blocks for i in range(1, n_blocks + 1)]
