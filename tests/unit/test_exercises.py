@@ -27,14 +27,6 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
-    "linear_drop_rates": (lambda n, p: [p * i / n for i in range(n, 0, -1)], "reversed"),
-    "linear_scaled_lr": (lambda base_lr, base_batch, batch, warmup_steps, step: base_lr * batch / base_batch * (
-        min(1.0, step / warmup_steps) if warmup_steps else 1.0), "0-based"),
-    "annealed_std": (lambda step, eta, gamma=0.55: eta / (1 + step) ** gamma, "the variance"),
-    "critical_cw": (lambda activation, xi=0.0, gamma=1.0: {"relu": 2.0, "tanh": 1.0, "linear": 1.0}[activation],
-                    r"1 - xi\^2"),
-    "kernel_recursion_relu": (lambda k1, c_w, c_b, depth: list(__import__("itertools").accumulate(
-        range(depth - 1), lambda k, _: c_b + c_w * k, initial=k1)), "K / 2, not K"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
                           "every row"),
@@ -45,6 +37,14 @@ WRONG = {
     "sensitivity_at_specificity": (lambda s, y, spec: float((s[y == 1] > torch.quantile(s[y == 0].double(), spec))
                                                             .double().mean()), "specificity is at least spec"),
     "step_macs": (lambda m, t: 3 * sum(m), "3x the forward pass"),
+    "annealed_std": (lambda step, eta, gamma=0.55: eta / (1 + step) ** gamma, "the variance"),
+    "linear_drop_rates": (lambda n, p: [p * i / n for i in range(n, 0, -1)], "reversed"),
+    "linear_scaled_lr": (lambda base_lr, base_batch, batch, warmup_steps, step: base_lr * batch / base_batch * (
+        min(1.0, step / warmup_steps) if warmup_steps else 1.0), "0-based"),
+    "kernel_recursion_relu": (lambda k1, c_w, c_b, depth: list(__import__("itertools").accumulate(
+        range(depth - 1), lambda k, _: c_b + c_w * k, initial=k1)), "K / 2, not K"),
+    "critical_cw": (lambda activation, xi=0.0, gamma=1.0: {"relu": 2.0, "tanh": 1.0, "linear": 1.0}[activation],
+                    r"1 - xi\^2"),
     "stroke_width": (lambda m, s: m if s == 0 else torch.nn.functional.max_pool2d(m, 3, 1, 1) if s > 0
                      else -torch.nn.functional.max_pool2d(-m, 3, 1, 1), "times"),
     "sparse_topk_target": (lambda p, k: torch.zeros_like(p).scatter(1, p.topk(k, 1).indices, p.topk(k, 1).values),

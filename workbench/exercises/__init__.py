@@ -236,15 +236,15 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write annealed_std(step, eta, gamma=0.55) -> float or tensor: the standard deviation of the gradient "
              "noise at step `step` (0-based), the square root of the variance eta / (1 + step) ** gamma; for a 1-D "
              "tensor of steps return a tensor of the same shape.", _checks.annealed_std),
+    Exercise("linear_drop_rates", "47_revisiting_resnets.ipynb",
+             "Write linear_drop_rates(n_blocks, max_rate) -> list of floats: stochastic depth's drop probability for "
+             "each of n_blocks residual blocks, numbered 1 to n_blocks from the input, rising linearly with depth from "
+             "max_rate / n_blocks at the first block to max_rate at the last.", _checks.linear_drop_rates),
     Exercise("linear_scaled_lr", "48_conadv.ipynb",
              "Write linear_scaled_lr(base_lr, base_batch, batch, warmup_steps, step) -> the learning rate at step "
              "(0-based): the peak base_lr * batch / base_batch (the linear scaling rule), reached by a linear warm-up "
              "peak * (step + 1) / warmup_steps while step < warmup_steps (none when warmup_steps is 0), then held.",
              _checks.linear_scaled_lr),
-    Exercise("linear_drop_rates", "47_revisiting_resnets.ipynb",
-             "Write linear_drop_rates(n_blocks, max_rate) -> list of floats: stochastic depth's drop probability for "
-             "each of n_blocks residual blocks, numbered 1 to n_blocks from the input, rising linearly with depth from "
-             "max_rate / n_blocks at the first block to max_rate at the last.", _checks.linear_drop_rates),
 ]}
 
 

@@ -1528,6 +1528,46 @@ def annealed_std(fn) -> str | None:
     return None
 
 
+def linear_drop_rates(fn) -> str | None:
+    from ..models import create_model
+    net = create_model("resnet_cifar", depth=20, drop_path=0.1)
+    model_rates = [m.drop_path for name, m in net.named_modules() if name and hasattr(m, "drop_path")]
+    cases = [(3, 0.3, "three blocks up to 0.3", [0.1, 0.2, 0.3]),
+             (1, 0.5, "a single block", [0.5]),
+             (4, 0.0, "max_rate 0 (stochastic depth off)", [0.0] * 4),
+             (6, 0.2, "six blocks up to 0.2", None),
+             (9, 0.1, "the nine blocks of resnet_cifar(depth=20, drop_path=0.1)", model_rates)]
+    for n, p, what, want in cases:
+        want = ref.linear_drop_rates(n, p) if want is None else want
+        try:
+            got = fn(n, p)
+        except NotImplementedError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            return f"{what} (n_blocks={n}, max_rate={p}): the function raised {type(e).__name__}: {e}"
+        try:
+            got = [float(v) for v in got]
+        except (TypeError, ValueError):
+            return f"return a list of n_blocks numbers, got {type(got).__name__}"
+        if len(got) != n:
+            return f"{what}: return one rate per block, {n} of them, got {len(got)}"
+        if all(abs(g - w) <= 1e-9 for g, w in zip(got, want)):
+            continue
+        where = (f"{what} (n_blocks={n}, max_rate={p}): expected {[round(w, 6) for w in want]}, "
+                 f"got {[round(g, 6) for g in got]}")
+        if n > 1 and all(abs(g - w) <= 1e-9 for g, w in zip(got, want[::-1])):
+            return f"{where}: the rates are reversed; the first block (next to the input) is dropped least"
+        if n > 1 and all(abs(g - p) <= 1e-9 for g in got):
+            return f"{where}: a constant rate; the rate rises linearly with the block's depth"
+        if n > 1 and all(abs(g - p * i / (n - 1)) <= 1e-9 for i, g in enumerate(got)):
+            return (f"{where}: the first block starts at 0; block i (from 1) gets max_rate * i / n_blocks, so even "
+                    "the first is dropped sometimes")
+        if all(abs(g - p * i / n) <= 1e-9 for i, g in enumerate(got)):
+            return f"{where}: off by one block; block i counts from 1, so the last block gets max_rate itself"
+        return where
+    return None
+
+
 def linear_scaled_lr(fn) -> str | None:
     cases = [((0.1, 128, 4096, 0, 10), "no warm-up"), ((0.1, 128, 4096, 5, 0), "the first warm-up step"),
              ((0.1, 128, 4096, 5, 4), "the last warm-up step"), ((0.1, 128, 4096, 5, 100), "after the warm-up"),
@@ -1567,45 +1607,5 @@ def linear_scaled_lr(fn) -> str | None:
             return f"{where}: the warm-up ends at warmup_steps: hold the rate at the peak after it"
         if warmup and step < warmup and close(base_lr + (peak - base_lr) * (step + 1) / warmup):
             return f"{where}: here the warm-up starts from 0 (peak * (step + 1) / warmup_steps), not from base_lr"
-        return where
-    return None
-
-
-def linear_drop_rates(fn) -> str | None:
-    from ..models import create_model
-    net = create_model("resnet_cifar", depth=20, drop_path=0.1)
-    model_rates = [m.drop_path for name, m in net.named_modules() if name and hasattr(m, "drop_path")]
-    cases = [(3, 0.3, "three blocks up to 0.3", [0.1, 0.2, 0.3]),
-             (1, 0.5, "a single block", [0.5]),
-             (4, 0.0, "max_rate 0 (stochastic depth off)", [0.0] * 4),
-             (6, 0.2, "six blocks up to 0.2", None),
-             (9, 0.1, "the nine blocks of resnet_cifar(depth=20, drop_path=0.1)", model_rates)]
-    for n, p, what, want in cases:
-        want = ref.linear_drop_rates(n, p) if want is None else want
-        try:
-            got = fn(n, p)
-        except NotImplementedError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            return f"{what} (n_blocks={n}, max_rate={p}): the function raised {type(e).__name__}: {e}"
-        try:
-            got = [float(v) for v in got]
-        except (TypeError, ValueError):
-            return f"return a list of n_blocks numbers, got {type(got).__name__}"
-        if len(got) != n:
-            return f"{what}: return one rate per block, {n} of them, got {len(got)}"
-        if all(abs(g - w) <= 1e-9 for g, w in zip(got, want)):
-            continue
-        where = (f"{what} (n_blocks={n}, max_rate={p}): expected {[round(w, 6) for w in want]}, "
-                 f"got {[round(g, 6) for g in got]}")
-        if n > 1 and all(abs(g - w) <= 1e-9 for g, w in zip(got, want[::-1])):
-            return f"{where}: the rates are reversed; the first block (next to the input) is dropped least"
-        if n > 1 and all(abs(g - p) <= 1e-9 for g in got):
-            return f"{where}: a constant rate; the rate rises linearly with the block's depth"
-        if n > 1 and all(abs(g - p * i / (n - 1)) <= 1e-9 for i, g in enumerate(got)):
-            return (f"{where}: the first block starts at 0; block i (from 1) gets max_rate * i / n_blocks, so even "
-                    "the first is dropped sometimes")
-        if all(abs(g - p * i / n) <= 1e-9 for i, g in enumerate(got)):
-            return f"{where}: off by one block; block i counts from 1, so the last block gets max_rate itself"
         return where
     return None

@@ -376,12 +376,12 @@ def annealed_std(step, eta, gamma=0.55):
     return math.sqrt(eta / (1 + step) ** gamma)
 
 
+def linear_drop_rates(n_blocks, max_rate) -> list[float]:
+    return [float(max_rate) * i / n_blocks for i in range(1, n_blocks + 1)]
+
+
 def linear_scaled_lr(base_lr, base_batch, batch, warmup_steps, step) -> float:
     peak = base_lr * batch / base_batch  # the linear scaling rule (Goyal et al., arXiv:1706.02677)
     if warmup_steps > 0 and step < warmup_steps:
         return peak * (step + 1) / warmup_steps  # linear warm-up from 0, as wb.fit's cosine schedule
     return peak
-
-
-def linear_drop_rates(n_blocks, max_rate) -> list[float]:
-    return [float(max_rate) * i / n_blocks for i in range(1, n_blocks + 1)]
