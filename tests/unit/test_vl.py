@@ -127,3 +127,40 @@ def test_text_encoders_and_vqa_shapes():
     blind = wb.create_model("vqa_tiny", answers=5, width=8, image=False)
     x1, x2 = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
     assert torch.equal(blind.eval()(x1, tokens), blind(x2, tokens))  # the question-only baseline ignores images
+
+
+def test_maps_questions_and_vqa_through_fit():
+    from workbench.data import maps as M
+    m = M.make_maps(60, size=32, seed=0)
+    assert torch.equal(M.make_maps(60, size=32, seed=0).images, m.images)
+    # counts agree with the masks: a building is a block of its own, water and fields cover pixels
+    assert ((m.masks == 4).flatten(1).any(1) == (m.counts[:, 4] > 0)).all()
+    qs = M.make_questions(m, 4, seed=1)
+    assert len(qs) == 240 and {q["kind"] for q in qs} == {"presence", "comparison", "count", "area"}
+    for q in qs:
+        i = q["scene"]
+        if q["question"] == "how many buildings are there":
+            assert q["answer"] == str(min(int(m.counts[i, 4]), 6))
+        if q["question"] == "is there water":
+            assert q["answer"] == ("yes" if (m.masks[i] == 1).any() else "no")
+        if q["question"] == "what is the area of water":
+            share = float((m.masks[i] == 1).float().mean())
+            assert q["answer"] == ("none" if share == 0 else "small" if share < 0.05 else
+                                   "medium" if share < 0.15 else "large")
+    pres = [q["answer"] for q in qs if q["kind"] == "presence"]
+    assert 0.3 < pres.count("yes") / len(pres) < 0.7                       # balanced yes / no
+    assert all(S.VOCAB.index("<unk>") not in S.tokenize(q["question"], 12)[0] for q in qs)
+    items = wb.load("fashion_mnist", "train", subset=500)
+    sq = M.make_questions(S.make_scenes(items, 20, size=32, seed=0), 2)
+    assert all(q["answer"] in M.ANSWERS for q in sq)
+    data = M.VQAData.build(m.images, qs)
+    from workbench.vl import VQATask, vqa_accuracy
+    torch.manual_seed(0)
+    model = wb.create_model("vqa_tiny", answers=len(M.ANSWERS), width=8, context=12)
+    res = wb.fit(model, M.VQALoader(data, 64), M.VQALoader(data, 240, shuffle=False), task=VQATask(), epochs=3,
+                 lr=1e-3, optimizer="adamw", progress=False, weight_decay=0.0)
+    acc = vqa_accuracy(model, data)
+    assert acc["all"] == pytest.approx(res.history["test_acc"].iloc[-1]) and set(acc) == {
+        "all", "presence", "comparison", "count", "area"}
+    with pytest.raises(ValueError, match="question kinds"):
+        M.make_questions(m, 2, kinds=["colour"])

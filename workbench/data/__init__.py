@@ -27,6 +27,7 @@ from .loader import Loader, random_crop_flip, random_stream
 from .sources import CIFAR10, FASHION_MNIST, DataUnavailableError, Spec, load_spec
 from .synthetic import SHAPES, make_shapes, spiral
 from .degrade import DEGRADATIONS, PairedImages, PairLoader, degrade, paired
+from .maps import ANSWERS, Maps, VQAData, VQALoader, make_maps, make_questions
 from .scenes import Scenes, make_scenes
 from .sequences import (ADDING_BASELINE_MSE, SequenceData, SequenceLoader, adding_problem, copy_baseline_loss,
                         copy_task)
@@ -36,7 +37,8 @@ __all__ = ["load", "list_datasets", "ImageDataset", "Loader", "DataUnavailableEr
            "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral", "corrupt",
            "list_corruptions", "motion_clips", "filmstrip_frames", "MOTIONS", "SequenceData", "SequenceLoader",
            "adding_problem", "copy_task", "copy_baseline_loss", "ADDING_BASELINE_MSE", "Scenes", "make_scenes", "DEGRADATIONS",
-           "PairedImages", "PairLoader", "degrade", "paired"]
+           "PairedImages", "PairLoader", "degrade", "paired", "Maps", "make_maps", "make_questions", "VQAData",
+           "VQALoader", "ANSWERS"]
 
 _DATASETS: dict[str, Callable[[str], ImageDataset]] = {}
 

@@ -47,9 +47,12 @@ COUNT_WORDS = ("one", "two", "three", "four")
 RELATIONS = ("left of", "right of", "above", "below")
 SPECIAL = ("<pad>", "<bos>", "<eos>", "<unk>")
 _GRAMMAR_WORDS = ("a", "an", "and", "on", "of", "photo", "the", "left", "right", "above", "below", "with")
+# the words of visual questions and of the map-style scenes (wb.data.maps), appended so earlier ids stay
+_QUESTION_WORDS = ("is", "there", "are", "more", "than", "how", "many", "what", "area", "water", "bodies", "road",
+                   "roads", "field", "fields", "building", "buildings")
 VOCAB: tuple[str, ...] = tuple(dict.fromkeys(
     SPECIAL + _GRAMMAR_WORDS + tuple(COLOURS) + GROUNDS + SIZES + COUNT_WORDS
-    + tuple(w for pair in ITEM_WORDS for w in pair)))
+    + tuple(w for pair in ITEM_WORDS for w in pair) + _QUESTION_WORDS))
 _INDEX = {w: i for i, w in enumerate(VOCAB)}
 
 

@@ -26,7 +26,7 @@ from ..data.scenes import Scenes, VOCAB, tokenize
 from ..train.tasks import Task
 
 __all__ = ["info_nce", "hinge_sum", "hinge_hardest", "ImageTextContrastive", "CaptionWords", "caption_table",
-           "LOSSES"]
+           "LOSSES", "VQATask", "vqa_accuracy"]
 
 LOSSES = ("info_nce", "hinge_sum", "hinge_hardest")
 _CAPTION_STREAM = 32_452_843
@@ -149,8 +149,9 @@ class CaptionWords(Task):
             raise ValueError("captions are token ids [scenes, phrasings, length]: wb.vl.caption_table(scenes)")
         bags = torch.zeros(len(captions), len(VOCAB))
         bags.scatter_(1, captions[:, 0], 1.0)      # the fullest phrasing names every object, ground, size
-        content = torch.ones(len(VOCAB))
-        content[:16] = 0.0                          # special tokens and grammar words carry no content
+        from ..data.scenes import COLOURS, COUNT_WORDS, GROUNDS, ITEM_WORDS, SIZES
+        words = set(COLOURS) | set(GROUNDS) | set(SIZES) | set(COUNT_WORDS) | {w for p in ITEM_WORDS for w in p}
+        content = torch.tensor([float(w in words) for w in VOCAB])  # grammar and question words carry none
         self.bags, self.content = bags * content, content
 
     def check_data(self, model: nn.Module, dataset: Any) -> None:
@@ -170,3 +171,47 @@ class CaptionWords(Task):
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "scenes": len(self.bags)}
+
+
+class VQATask(Task):
+    """Visual question answering as a task of ``wb.fit``: batches ``(images, question tokens, answers)``
+    (``wb.data.maps.VQALoader``), the model called as ``model(images, tokens)`` (``vqa_tiny``), cross-entropy
+    over the answers; metrics ``loss`` and ``acc``."""
+
+    metric_names = ("loss", "acc")
+
+    def check_data(self, model: nn.Module, dataset: Any) -> None:
+        from ..data.maps import VQAData
+        if not isinstance(dataset, VQAData):
+            raise ValueError(f"{self.name} trains on questions about images: pass a wb.data.maps.VQALoader, got "
+                             f"{type(dataset).__name__}")
+
+    def forward(self, model: nn.Module, batch: Any, state: Any = None) -> Any:
+        return model(batch[0], batch[1])
+
+    def loss(self, outputs: torch.Tensor, batch: Any, state: Any = None) -> torch.Tensor:
+        return F.cross_entropy(outputs.float(), batch[2])
+
+    def metrics(self, outputs: torch.Tensor, batch: Any, loss: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        n = len(batch[2])
+        return {"loss": loss.detach().double() * n, "acc": (outputs.argmax(1) == batch[2]).sum().double()}, n
+
+
+@torch.no_grad()
+def vqa_accuracy(model: nn.Module, data: Any, batch_size: int = 500) -> dict[str, float]:
+    """Accuracy per question kind (and ``"all"``) of ``model(images, tokens)`` on a ``VQAData``."""
+    from ..data.maps import VQALoader
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    try:
+        preds = torch.cat([model(x, q).argmax(1).cpu() for x, q, _ in
+                           VQALoader(data, batch_size, shuffle=False, device=dev)])
+    finally:
+        model.train(was)
+    right = preds == data.answers.cpu()
+    out = {"all": float(right.float().mean())}
+    for kind in sorted(set(data.kinds)):
+        sel = torch.tensor([k == kind for k in data.kinds])
+        out[kind] = float(right[sel].float().mean())
+    return out
