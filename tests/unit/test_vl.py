@@ -164,3 +164,19 @@ def test_maps_questions_and_vqa_through_fit():
         "all", "presence", "comparison", "count", "area"}
     with pytest.raises(ValueError, match="question kinds"):
         M.make_questions(m, 2, kinds=["colour"])
+
+
+def test_box_ap_known_cases():
+    from workbench.vl import box_ap
+    gt = [{"boxes": torch.tensor([[10.0, 10, 30, 30], [40, 40, 60, 60]]), "labels": torch.tensor([0, 1])}]
+    perfect = [{"boxes": gt[0]["boxes"].clone(), "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([0, 1])}]
+    assert box_ap(perfect, gt)["AP"] == pytest.approx(1.0)
+    wrong_class = [{"boxes": gt[0]["boxes"].clone(), "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 0])}]
+    assert box_ap(wrong_class, gt)["AP50"] == pytest.approx(0.0)
+    # a box shifted to IoU 0.6 counts at 0.5 but not at 0.75
+    shifted = [{"boxes": torch.tensor([[15.0, 10, 35, 30], [40, 40, 60, 60]]), "scores": torch.tensor([0.9, 0.8]),
+                "labels": torch.tensor([0, 1])}]
+    r = box_ap(shifted, gt)
+    assert r["AP50"] == pytest.approx(1.0) and r["AP75"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="one per image"):
+        box_ap(perfect, gt + gt)

@@ -5,13 +5,14 @@ load their operators beside the CPU build of torch used here (``operator torchvi
 so these are written out, small, and tested against hand-computed cases. Where torchvision imports (a user's
 GPU machine), :func:`nms` and :func:`roi_align` use its kernels (``prefer_torchvision=True``).
 
-Boxes are ``(x0, y0, x1, y1)`` in pixels, ``x1 > x0`` and ``y1 > y0``.
+Boxes are ``(x0, y0, x1, y1)`` in pixels, ``x1 > x0`` and ``y1 > y0``. :func:`box_ap` scores detections with
+COCO's average precision through ``faster-coco-eval`` (torchmetrics' ``MeanAveragePrecision`` needs torchvision).
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["box_iou", "nms", "roi_align"]
+__all__ = ["box_iou", "nms", "roi_align", "box_ap"]
 
 
 def _check_boxes(boxes: torch.Tensor, what: str = "boxes") -> None:
@@ -94,3 +95,41 @@ def roi_align(features: torch.Tensor, boxes: torch.Tensor, output_size: int | tu
     sampled = torch.nn.functional.grid_sample(features[b], grid, mode="bilinear", padding_mode="border",
                                               align_corners=False)               # [K, C, oh*s, ow*s]
     return sampled.view(len(boxes), C, oh, s, ow, s).mean((3, 5))
+
+
+def box_ap(detections: list[dict], targets: list[dict], size: tuple[int, int] = (64, 64)) -> dict[str, float]:
+    """COCO box AP of ``detections`` against ``targets``, one dict per image.
+
+    Args:
+        detections: ``{"boxes": [K, 4], "scores": [K], "labels": [K]}`` per image.
+        targets: ``{"boxes": [M, 4], "labels": [M]}`` per image (labels are class indices from 0).
+        size: ``(height, width)`` of the images.
+    Returns:
+        ``{"AP": AP at IoU 0.5:0.95, "AP50": at 0.5, "AP75": at 0.75}`` (``nan`` when nothing is annotated).
+    """
+    from faster_coco_eval import COCO, COCOeval_faster
+    if len(detections) != len(targets):
+        raise ValueError(f"{len(detections)} detection lists for {len(targets)} images: give one per image")
+    labels = sorted({int(c) for t in targets for c in t["labels"].tolist()}
+                    | {int(c) for d in detections for c in d["labels"].tolist()})
+    h, w = size
+    anns, dets = [], []
+    for i, (d, t) in enumerate(zip(detections, targets)):
+        for b, c in zip(t["boxes"].tolist(), t["labels"].tolist()):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(c) + 1,
+                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1]),
+                         "iscrowd": 0})
+        for b, s_, c in zip(d["boxes"].tolist(), d["scores"].tolist(), d["labels"].tolist()):
+            dets.append({"image_id": i + 1, "category_id": int(c) + 1, "score": float(s_),
+                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+    if not anns:
+        return {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan")}
+    gt = COCO()
+    gt.dataset = {"images": [{"id": i + 1, "width": w, "height": h} for i in range(len(targets))],
+                  "categories": [{"id": c + 1, "name": str(c)} for c in labels], "annotations": anns}
+    gt.createIndex()
+    if not dets:
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+    ev = COCOeval_faster(gt, gt.loadRes(dets), "bbox", print_function=lambda *a, **k: None)
+    ev.evaluate(), ev.accumulate(), ev.summarize()
+    return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1]), "AP75": float(ev.stats[2])}
