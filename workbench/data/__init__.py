@@ -23,7 +23,7 @@ import torch
 from . import corruptions, video
 from .corruptions import corrupt, list_corruptions
 from .dataset import ImageDataset, to_float, to_uint8, validate_images
-from .loader import Loader, random_crop_flip, random_stream
+from .loader import Loader, TensorLoader, random_crop_flip, random_stream
 from .sources import CIFAR10, FASHION_MNIST, DataUnavailableError, Spec, load_spec
 from .synthetic import SHAPES, make_shapes, spiral
 from .degrade import DEGRADATIONS, PairedImages, PairLoader, degrade, paired
@@ -33,7 +33,7 @@ from .sequences import (ADDING_BASELINE_MSE, SequenceData, SequenceLoader, addin
                         copy_task)
 from .video import MOTIONS, filmstrip_frames, motion_clips
 
-__all__ = ["load", "list_datasets", "ImageDataset", "Loader", "DataUnavailableError", "to_float", "to_uint8",
+__all__ = ["load", "list_datasets", "ImageDataset", "Loader", "TensorLoader", "DataUnavailableError", "to_float", "to_uint8",
            "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral", "corrupt",
            "list_corruptions", "motion_clips", "filmstrip_frames", "MOTIONS", "SequenceData", "SequenceLoader",
            "adding_problem", "copy_task", "copy_baseline_loss", "ADDING_BASELINE_MSE", "Scenes", "make_scenes", "DEGRADATIONS",

@@ -27,12 +27,13 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dataset import ImageDataset, validate_images
-from .loader import Loader
+from .dataset import ImageDataset, to_float, validate_images
+from .loader import TensorLoader
 
 __all__ = ["DEGRADATIONS", "degrade", "PairedImages", "PairLoader", "paired"]
 
@@ -182,25 +183,11 @@ def paired(data: ImageDataset, kind: str, severity: int = 3, seed: int = 0, size
                         data.mean, data.std, f"{data.source}{note}; {kind} at severity {severity} (seed {seed})")
 
 
-class PairLoader(Loader):
+class PairLoader(TensorLoader):
     """Normalized ``(degraded, clean)`` float batches of a :class:`PairedImages` (no augmentation)."""
 
-    def __init__(self, data: PairedImages, batch_size: int = 64, shuffle: bool = True,
-                 device: torch.device | str | None = None, drop_last: bool = False, seed: int = 0):
-        if not isinstance(data, PairedImages):
-            raise TypeError(f"PairLoader needs PairedImages (wb.data.paired), got {type(data).__name__}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        from .. import config
-        from .dataset import to_float
-
-        self._to_float = to_float
-        self.device = torch.device(device) if device is not None else config.device()
-        self.dataset = data.to(self.device)
-        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, None
-        self.drop_last, self.channels_last, self.seed = drop_last, False, seed
-        self.epoch = 0
+    data_type, made_by = PairedImages, "wb.data.paired"
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.dataset
-        return self._to_float(d.degraded[idx], d.mean, d.std), self._to_float(d.clean[idx], d.mean, d.std)
+        return to_float(d.degraded[idx], d.mean, d.std), to_float(d.clean[idx], d.mean, d.std)

@@ -128,3 +128,33 @@ class Loader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self.iter_from(0)
+
+
+class TensorLoader(Loader):
+    """The base of loaders over data that are not an :class:`ImageDataset` (sequences, image pairs, questions):
+    the same order (a function of ``seed`` and the epoch), resuming and batching as :class:`Loader`, no
+    augmentation. A subclass names its data type in ``data_type`` (and how to make it in ``made_by``) and
+    defines :meth:`batch`; the data need ``__len__`` and ``to(device)``."""
+
+    data_type: type = object
+    made_by: str = ""
+
+    def __init__(self, data, batch_size: int = 128, shuffle: bool = True, device: torch.device | str | None = None,
+                 drop_last: bool = False, seed: int = 0):
+        if not isinstance(data, self.data_type):
+            raise TypeError(f"{type(self).__name__} needs {self.data_type.__name__} ({self.made_by}), got "
+                            f"{type(data).__name__}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if len(data) == 0:
+            raise ValueError("the data are empty: there is nothing to iterate over")
+        from .. import config
+
+        self.device = torch.device(device) if device is not None else config.device()
+        self.dataset = data.to(self.device)
+        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, None
+        self.drop_last, self.channels_last, self.seed = drop_last, False, seed
+        self.epoch = 0
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None):
+        raise NotImplementedError(f"{type(self).__name__} must define batch(idx)")

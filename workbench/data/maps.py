@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .dataset import to_float, validate_images
-from .loader import Loader
+from .loader import TensorLoader
 
 __all__ = ["MAP_CLASSES", "ANSWERS", "AREA_BINS", "Maps", "make_maps", "scene_facts", "make_questions", "VQAData",
            "VQALoader"]
@@ -227,21 +227,10 @@ class VQAData:
                        self.kinds, self.name, self.split, self.mean, self.std)
 
 
-class VQALoader(Loader):
+class VQALoader(TensorLoader):
     """Batches ``(images [B, 3, H, W] normalized, question tokens [B, L], answers [B])`` of a :class:`VQAData`."""
 
-    def __init__(self, data: VQAData, batch_size: int = 128, shuffle: bool = True,
-                 device: torch.device | str | None = None, seed: int = 0):
-        if not isinstance(data, VQAData):
-            raise TypeError(f"VQALoader needs VQAData (wb.data.maps.VQAData.build), got {type(data).__name__}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        from .. import config
-        self.device = torch.device(device) if device is not None else config.device()
-        self.dataset = data.to(self.device)
-        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, None
-        self.drop_last, self.channels_last, self.seed = False, False, seed
-        self.epoch = 0
+    data_type, made_by = VQAData, "wb.data.maps.VQAData.build"
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None):
         d = self.dataset

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import torch
 
-from .loader import Loader
+from .loader import TensorLoader
 
 __all__ = ["SequenceData", "SequenceLoader", "adding_problem", "copy_task", "ADDING_BASELINE_MSE",
            "copy_baseline_loss"]
@@ -107,23 +108,10 @@ def copy_baseline_loss(delay: int, symbols: int = 8, copy_length: int = 10) -> f
     return copy_length * math.log(symbols) / (delay + 2 * copy_length)
 
 
-class SequenceLoader(Loader):
+class SequenceLoader(TensorLoader):
     """Batches ``(x [B, T, F], y)`` of a :class:`SequenceData`, shuffled per epoch from ``seed``."""
 
-    def __init__(self, data: SequenceData, batch_size: int = 128, shuffle: bool = True,
-                 device: torch.device | str | None = None, drop_last: bool = False, seed: int = 0):
-        if not isinstance(data, SequenceData):
-            raise TypeError(f"SequenceLoader needs SequenceData (wb.data.adding_problem, copy_task), got "
-                            f"{type(data).__name__}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        from .. import config
-
-        self.device = torch.device(device) if device is not None else config.device()
-        self.dataset = data.to(self.device)
-        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, None
-        self.drop_last, self.channels_last, self.seed = drop_last, False, seed
-        self.epoch = 0
+    data_type, made_by = SequenceData, "wb.data.adding_problem, copy_task"
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dataset.x[idx], self.dataset.y[idx]
