@@ -180,3 +180,33 @@ def test_box_ap_known_cases():
     assert r["AP50"] == pytest.approx(1.0) and r["AP75"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="one per image"):
         box_ap(perfect, gt + gt)
+
+
+def test_vild_proposals_training_and_detection():
+    from workbench.vl import DetectionData, DetectionLoader, ViLDStudent, ViLDTask, detect, proposals
+    items = wb.load("fashion_mnist", "train", subset=1000)
+    sc = S.make_scenes(items, 48, size=32, max_objects=2, seed=0)
+    data = DetectionData.from_scenes(sc, hide=[4])                       # coats: a novel class, never labelled
+    assert not (data.labels == 4).any() and torch.isnan(data.boxes[data.labels < 0]).all()
+    # every labelled box has a proposal matched to its label
+    rois, matched = proposals(data.boxes[:8], data.labels[:8], 32, generator=torch.Generator().manual_seed(0))
+    for b in range(8):
+        for lab in data.labels[b][data.labels[b] >= 0].tolist():
+            assert (matched[rois[:, 0] == b] == lab).any()
+    torch.manual_seed(0)
+    teacher = wb.create_model("clip_tiny", width=8, embed_dim=16, context=8).eval()
+    names = [w for w, _ in S.ITEM_WORDS]
+    text = class_embeddings(teacher, names, ["a {}"], 8)
+    base = [c for c in range(10) if c != 4]
+    student = ViLDStudent(16, width=8)
+    res = wb.fit(student, DetectionLoader(data, 16), task=ViLDTask(teacher, text[base], base, 32), epochs=3, lr=2e-3,
+                 optimizer="adamw", progress=False, weight_decay=0.0)
+    h = res.history
+    assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+    dets = detect(student, DetectionData.from_scenes(sc), text, range(10), score_threshold=0.0)
+    assert len(dets) == 48 and all(d["boxes"].shape[1] == 4 and len(d["scores"]) == len(d["labels"]) for d in dets)
+    targets = [{"boxes": sc.boxes[i][sc.items[i] >= 0], "labels": sc.items[i][sc.items[i] >= 0]} for i in range(48)]
+    ap = wb.vl.box_ap(dets, targets, (32, 32))
+    assert 0.0 <= ap["AP50"] <= 1.0
+    with pytest.raises(ValueError, match="one text embedding per base class"):
+        ViLDTask(teacher, text, base, 32)

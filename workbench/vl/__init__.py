@@ -1,6 +1,6 @@
 """Vision and language (issue 24): contrastive and ranking objectives as ``wb.fit`` tasks, zero-shot
-classification with prompts and descriptions, retrieval metrics, and region tools for open-vocabulary
-detection (box IoU, non-maximum suppression, RoIAlign).
+classification with prompts and descriptions, retrieval metrics, region tools (box IoU, non-maximum
+suppression, RoIAlign, COCO AP), ViLD's open-vocabulary detection by distillation, and VQA.
 
 The data are the captioned scenes of :mod:`wb.data.scenes` (``make_scenes``, ``tokenize``); the models are
 ``clip_tiny`` (two towers) and ``vqa_tiny`` in :mod:`wb.models`.
@@ -8,6 +8,7 @@ The data are the captioned scenes of :mod:`wb.data.scenes` (``make_scenes``, ``t
 from .losses import *  # noqa: F401,F403
 from .zeroshot import *  # noqa: F401,F403
 from .regions import *  # noqa: F401,F403
-from . import losses, regions, zeroshot
+from .vild import *  # noqa: F401,F403
+from . import losses, regions, vild, zeroshot
 
-__all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__]
+__all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__, *vild.__all__]
