@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import workbench as wb
@@ -172,3 +173,40 @@ def test_restoration_and_diffusion_backbones():
         mir(torch.randn(1, 3, 30, 30))
     with pytest.raises(ValueError, match="stages is 1"):
         wb.create_model("dpenet_tiny", stages=3)
+
+
+def test_frechet_distance_known_answers():
+    from workbench.dense import frechet_distance
+    torch.manual_seed(0)
+    a = torch.randn(4000, 3)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    # two Gaussians N(0, I) and N(m, 4 I): |m|^2 + tr(I + 4I - 2 * 2I) = |m|^2 + 3 in 3 dimensions
+    b = torch.randn(4000, 3) * 2 + torch.tensor([1.0, 0.0, 0.0])
+    assert frechet_distance(a, b) == pytest.approx(1.0 + 3.0, rel=0.1)
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(a, torch.randn(10, 4))
+
+
+def test_segmentation_task_and_mean_iou():
+    from workbench.dense import SegLoader, Segmentation, SegmentationData, mean_iou
+    items = wb.load("fashion_mnist", "train", subset=500)
+    sc = wb.data.make_scenes(items, 32, size=32, seed=0)
+    data = SegmentationData.from_scenes(sc)
+    assert data.masks.max() <= 10 and torch.equal(data.masks == 0, sc.masks == 0)
+    torch.manual_seed(0)
+    model = wb.create_model("seg_resnet", num_classes=11, width=8)
+    res = wb.fit(model, SegLoader(data, 16), SegLoader(data, 32, shuffle=False), task=Segmentation(11), epochs=3,
+                 lr=0.05, progress=False)
+    assert res.history["train_loss"].iloc[-1] < res.history["train_loss"].iloc[0]
+    miou, per_class = mean_iou(model, data)
+    assert 0 <= miou <= 1 and per_class.shape == (11,)
+
+    class Oracle(torch.nn.Module):   # answers the true masks (of a batch holding the whole set): IoU 1
+        def __init__(self, masks):
+            super().__init__()
+            self.masks, self.w = masks, torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return F.one_hot(self.masks, 11).permute(0, 3, 1, 2).float() + self.w
+
+    assert mean_iou(Oracle(data.masks), data, batch_size=len(data))[0] == pytest.approx(1.0)
