@@ -210,3 +210,30 @@ def test_segmentation_task_and_mean_iou():
             return F.one_hot(self.masks, 11).permute(0, 3, 1, 2).float() + self.w
 
     assert mean_iou(Oracle(data.masks), data, batch_size=len(data))[0] == pytest.approx(1.0)
+
+
+def test_srgan_adversary_trains_inside_fit_and_resumes_exactly(tmp_path):
+    from workbench.dense import Adversary, Restoration
+    d = wb.load("cifar10", "train", subset=64)
+    pairs = paired(d, "down2", 3)
+    classifier = wb.create_model("resnet8", width=8)
+
+    def run(ckpt=None, stop=None):
+        torch.manual_seed(0)
+        g = wb.create_model("srresnet", scale=2, width=8, blocks=1)
+        disc = wb.create_model("sr_discriminator", width=8, stages=2)
+        task = Restoration("l2", feature_model=classifier, feature_weight=0.1)
+        res = wb.fit(g, PairLoader(pairs, 16, seed=0), task=task, algorithms=[Adversary(disc, weight=1e-2)],
+                     epochs=2, lr=1e-3, optimizer="adam", weight_decay=0.0, progress=False, seed=0,
+                     checkpoint_dir=ckpt, stop_after_steps=stop)
+        return res, disc
+
+    full, disc_full = run()
+    assert {"adv", "d_loss"} <= set(full.history.columns)
+    run(tmp_path, stop=3)
+    resumed, disc_resumed = run(tmp_path)
+    for a, b in zip(list(full.model.state_dict().values()) + list(disc_full.state_dict().values()),
+                    list(resumed.model.state_dict().values()) + list(disc_resumed.state_dict().values())):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="CIFAR ResNet"):
+        Restoration(feature_weight=1.0)

@@ -5,9 +5,11 @@ The data live in :mod:`wb.data` (``degrade``, ``paired`` and ``PairLoader`` for 
 ``make_scenes`` for segmentation masks).
 """
 from .diffusion import *  # noqa: F401,F403
+from .gan import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
 from ..models.rvq import ResidualVQ, residual_quantize
 from .tasks import *  # noqa: F401,F403
-from . import diffusion, metrics, tasks
+from . import diffusion, gan, metrics, tasks
 
-__all__ = [*metrics.__all__, *tasks.__all__, "ResidualVQ", "residual_quantize", *diffusion.__all__]
+__all__ = [*metrics.__all__, *tasks.__all__, "ResidualVQ", "residual_quantize", *diffusion.__all__,
+           *gan.__all__]

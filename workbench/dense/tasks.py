@@ -1,8 +1,9 @@
 """Dense tasks of ``wb.fit``.
 
 * :class:`Restoration`: a batch is ``(degraded, clean)`` (``wb.data.PairLoader``), the model maps the degraded
-  image to the clean one, the loss is L1 or L2, and the metrics are the loss and the PSNR in dB (computed in the
-  images' [0, 1] range from the normalized tensors).
+  image to the clean one, the loss is L1 or L2 (plus, with ``feature_weight``, the squared distance of a frozen
+  workbench classifier's ``layer2`` features: SRGAN's content loss in miniature), and the metrics are the loss
+  and the PSNR in dB (computed in the images' [0, 1] range from the normalized tensors).
 * :class:`Segmentation`: a batch is ``(images, masks)`` (:class:`SegLoader` over :class:`SegmentationData`, e.g.
   the garment scenes' class masks), per-pixel cross-entropy; metrics ``loss``, pixel accuracy ``acc`` and the
   batch's mean IoU ``miou`` (torchmetrics' multiclass Jaccard index, classes absent from both prediction and
@@ -33,11 +34,28 @@ class Restoration(Task):
 
     metric_names = ("loss", "psnr")
 
-    def __init__(self, loss: str = "l1"):
+    def __init__(self, loss: str = "l1", feature_model: nn.Module | None = None, feature_weight: float = 0.0,
+                 pixel_weight: float = 1.0):
         if loss not in ("l1", "l2"):
             raise ValueError(f"loss is 'l1' or 'l2', got {loss!r}")
-        self.loss_name = loss
+        if feature_weight and not hasattr(feature_model, "layer2"):
+            raise ValueError("a feature loss needs a CIFAR ResNet of wb.models as feature_model (its layer2 features "
+                             "are compared, SRGAN's VGG-feature loss in miniature)")
+        self.loss_name, self.feature_model = loss, feature_model
+        self.feature_weight, self.pixel_weight = float(feature_weight), float(pixel_weight)
+        if feature_model is not None:
+            feature_model.eval()
+            for p in feature_model.parameters():
+                p.requires_grad_(False)
         self.std: torch.Tensor | None = None
+
+    def setup(self, model: nn.Module, device: torch.device) -> None:
+        if self.feature_model is not None:
+            self.feature_model.to(device)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.feature_model
+        return f.layer2(f.layer1(f.stem(x)))
 
     def check_data(self, model: nn.Module, dataset: Any) -> None:
         if not isinstance(dataset, PairedImages):
@@ -51,7 +69,10 @@ class Restoration(Task):
             raise ValueError(f"the model returned {tuple(outputs.shape)} for clean images of {tuple(clean.shape)}: "
                              "a restoration model outputs the clean image's shape")
         fn = F.l1_loss if self.loss_name == "l1" else F.mse_loss
-        return fn(outputs.float(), clean.float())
+        loss = self.pixel_weight * fn(outputs.float(), clean.float())
+        if self.feature_weight:
+            loss = loss + self.feature_weight * F.mse_loss(self._features(outputs), self._features(clean))
+        return loss
 
     def metrics(self, outputs: torch.Tensor, batch: Any, loss: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         clean = batch[1]
@@ -62,7 +83,9 @@ class Restoration(Task):
         return {"loss": loss.detach().double() * len(clean), "psnr": db.double().clamp(max=100).sum()}, len(clean)
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "loss": self.loss_name}
+        return {"name": self.name, "loss": self.loss_name, "pixel_weight": self.pixel_weight,
+                "feature_weight": self.feature_weight,
+                "feature_model": getattr(self.feature_model, "model_name", None) if self.feature_model else None}
 
 
 @dataclass
