@@ -271,3 +271,19 @@ def test_sequence_tasks_train_through_fit():
     assert 0 <= out.history["test_acc"].iloc[-1] <= 1
     with pytest.raises(ValueError, match="trains on sequences"):
         wb.fit(c, wb.load("shapes", "train", subset=32), task=StepClassification(), progress=False)
+
+
+def test_flow_filmstrips_point_the_way_things_move():
+    from workbench.data import flow_filmstrips
+    bg, it = _plain_sources()
+    clips = motion_clips(bg, it, 40, frames=4, seed=0)
+    flow = flow_filmstrips(clips, 4)
+    assert flow.images.shape == clips.images.shape
+    f = filmstrip_frames(flow.images, 4).float() - 128                     # [N, T, 3, H, W]
+    assert (f[:, 0] == 0).all()                                              # no flow into the first frame
+    moving = f[:, 1:, 2] > 4                                                 # pixels that moved
+    dx = (f[:, 1:, 0] * moving).sum((1, 2, 3)) / moving.sum((1, 2, 3)).clamp(min=1)
+    for k, name in ((0, "left"), (1, "right")):
+        sel = clips.labels == k
+        if sel.any():
+            assert ((dx[sel] < 0) if name == "left" else (dx[sel] > 0)).all(), name

@@ -31,11 +31,11 @@ from .maps import ANSWERS, Maps, VQAData, VQALoader, make_maps, make_questions
 from .scenes import Scenes, make_scenes
 from .sequences import (ADDING_BASELINE_MSE, SequenceData, SequenceLoader, adding_problem, copy_baseline_loss,
                         copy_task)
-from .video import MOTIONS, filmstrip_frames, motion_clips
+from .video import MOTIONS, filmstrip_frames, flow_filmstrips, motion_clips
 
 __all__ = ["load", "list_datasets", "ImageDataset", "Loader", "TensorLoader", "DataUnavailableError", "to_float", "to_uint8",
            "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral", "corrupt",
-           "list_corruptions", "motion_clips", "filmstrip_frames", "MOTIONS", "SequenceData", "SequenceLoader",
+           "list_corruptions", "motion_clips", "filmstrip_frames", "flow_filmstrips", "MOTIONS", "SequenceData", "SequenceLoader",
            "adding_problem", "copy_task", "copy_baseline_loss", "ADDING_BASELINE_MSE", "Scenes", "make_scenes", "DEGRADATIONS",
            "PairedImages", "PairLoader", "degrade", "paired", "Maps", "make_maps", "make_questions", "VQAData",
            "VQALoader", "ANSWERS"]

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .dataset import ImageDataset
 
-__all__ = ["MOTIONS", "motion_clips", "filmstrip_frames"]
+__all__ = ["MOTIONS", "motion_clips", "filmstrip_frames", "flow_filmstrips"]
 
 MOTIONS = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
 
@@ -130,3 +130,31 @@ def motion_clips(backgrounds: ImageDataset, items: ImageDataset, n: int, frames:
     return ImageDataset(images, labels, classes, name, split, backgrounds.mean, backgrounds.std,
                         f"{n} clips of {frames} frames: {items.name} items moving over {backgrounds.name} "
                         f"{backgrounds.split} images (seed {seed})")
+
+
+def flow_filmstrips(clips: ImageDataset, frames: int, scale: float = 8.0) -> ImageDataset:
+    """The clips' dense optical flow as filmstrips of the same layout: frame ``t`` holds the flow from frame
+    ``t - 1`` to ``t`` (zero at ``t = 0``) by OpenCV's Farneback method, coded as an image: horizontal flow in the
+    red channel, vertical in the green, magnitude in the blue, ``128 + scale * pixels`` (clipped to 0..255).
+    The real second stream of two-stream networks, where ``video_net``'s ``stream="diff"`` is the cheap stand-in.
+    Needs ``opencv-python`` (``pip install opencv-python-headless``); per frame pair on the CPU."""
+    try:
+        import cv2
+    except ImportError as e:
+        raise ImportError("optical flow needs OpenCV: pip install opencv-python-headless (or use video_net's "
+                          "stream='diff', frame differences, which needs nothing)") from e
+    import numpy as np
+    strips = filmstrip_frames(clips.images.cpu(), frames)                   # [N, T, C, H, W]
+    grey = (strips.float() * torch.tensor([0.299, 0.587, 0.114]).view(1, 1, 3, 1, 1)).sum(2).round().to(torch.uint8) \
+        if strips.shape[2] == 3 else strips[:, :, 0]
+    out = torch.full((strips.shape[0], frames, 3, *strips.shape[-2:]), 128, dtype=torch.uint8)
+    for i in range(strips.shape[0]):
+        g = grey[i].numpy()
+        for t in range(1, frames):
+            flow = cv2.calcOpticalFlowFarneback(g[t - 1], g[t], None, 0.5, 2, 9, 3, 5, 1.1, 0)   # [H, W, 2]
+            mag = np.sqrt((flow ** 2).sum(-1, keepdims=True))
+            coded = np.concatenate([128 + scale * flow, 128 + scale * mag], -1)
+            out[i, t] = torch.from_numpy(np.clip(coded, 0, 255).round().astype(np.uint8)).permute(2, 0, 1)
+    images = out.transpose(1, 2).reshape(strips.shape[0], 3, frames * strips.shape[-2], strips.shape[-1])
+    return ImageDataset(images.to(clips.images.device), clips.labels, list(clips.classes), f"{clips.name}/flow",
+                        clips.split, (0.5, 0.5, 0.5), (0.1, 0.1, 0.1), f"{clips.source}; Farneback optical flow")
