@@ -140,5 +140,8 @@ def test_strided_projection_is_the_strided_convolution_and_survives_channels_las
     ref.weight.data.copy_(ours.weight.data)
     x = torch.randn(3, 8, 32, 32)
     assert torch.equal(ours(x), ref(x))
+    ours.bias = torch.nn.Parameter(torch.randn(16))  # what folding BatchNorm into it adds
+    ref.bias = torch.nn.Parameter(ours.bias.detach().clone())
+    assert torch.allclose(ours(x), ref(x), atol=1e-6)
     m = create_model("resnet8", width=8).to(memory_format=torch.channels_last)
     m(torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)).sum().backward()  # used to crash

@@ -134,7 +134,7 @@ class StridedPointwise(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.stride
-        return F.conv2d(x[:, :, ::s[0], ::s[1]], self.weight)
+        return F.conv2d(x[:, :, ::s[0], ::s[1]], self.weight, self.bias)  # a bias appears when BatchNorm is folded in
 
 
 class BasicBlock(nn.Module):
