@@ -27,6 +27,7 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "gradient_ratio": (lambda a, k: a * k, "not a \\* k"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
                           "every row"),

@@ -80,6 +80,15 @@ def test_vanilla_rnn_gradient_vanishes_and_lstm_keeps_more():
     assert ratios["rnn"] < 1e-3 and ratios["lstm"] > 10 * ratios["rnn"]
 
 
+def test_decay_fit_recovers_a_known_rate():
+    import pandas as pd
+    from workbench.sequence import decay_fit
+    t = pd.DataFrame({"distance": range(10), "grad_norm": [0.5 ** d for d in range(10)]})
+    fit = decay_fit(t)
+    assert fit["per_step"] == pytest.approx(0.5) and fit["r2"] == pytest.approx(1.0)
+    assert fit["farthest_over_last"] == pytest.approx(0.5 ** 9)
+
+
 def test_gradient_through_time_bad_input():
     with pytest.raises(ValueError, match="layers=1"):
         gradient_through_time(wb.create_model("seq_rnn", layers=2, img_size=4), torch.randn(1, 1, 4, 4),

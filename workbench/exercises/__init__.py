@@ -245,6 +245,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "(0-based): the peak base_lr * batch / base_batch (the linear scaling rule), reached by a linear warm-up "
              "peak * (step + 1) / warmup_steps while step < warmup_steps (none when warmup_steps is 0), then held.",
              _checks.linear_scaled_lr),
+    Exercise("gradient_ratio", "49_rnn_review.ipynb",
+             "Write gradient_ratio(a, k) -> float: for the linear recurrence h_t = a h_{t-1} + x_t, the factor "
+             "|d loss / d h_{T-k}| / |d loss / d h_T| (k >= 0 steps back from the last step T).",
+             _checks.gradient_ratio),
 ]}
 
 

@@ -1609,3 +1609,28 @@ def linear_scaled_lr(fn) -> str | None:
             return f"{where}: here the warm-up starts from 0 (peak * (step + 1) / warmup_steps), not from base_lr"
         return where
     return None
+
+
+def gradient_ratio(fn) -> str | None:
+    cases = [(0.5, 0, "k = 0: the last step itself"), (0.5, 1, "one step back"), (0.9, 10, "a = 0.9, 10 steps"),
+             (-0.8, 3, "a negative a (a size, so its absolute value)"), (1.1, 20, "a > 1: exploding"),
+             (0.5, 3, "a hand-made case: 0.5^3 = 0.125")]
+    for a, k, what in cases:
+        want = ref.gradient_ratio(a, k)
+        try:
+            got = float(fn(a, k))
+        except NotImplementedError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            return f"{what} (a={a}, k={k}): the function raised {type(e).__name__}: {e}"
+        if math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-15):
+            continue
+        where = f"{what} (a={a}, k={k}): expected {want:.6g}, got {got:.6g}"
+        if math.isclose(got, a * k, rel_tol=1e-9) or math.isclose(got, abs(a) * k, rel_tol=1e-9):
+            return f"{where}: the factors multiply, one per step: a ** k, not a * k"
+        if k and math.isclose(got, abs(a) ** (k + 1), rel_tol=1e-9):
+            return f"{where}: k steps back is k one-step factors, a ** k (not k + 1)"
+        if a < 0 and math.isclose(got, a ** k, rel_tol=1e-9):
+            return f"{where}: the ratio of sizes is positive: use |a| ** k"
+        return where
+    return None

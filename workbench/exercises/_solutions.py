@@ -385,3 +385,7 @@ def linear_scaled_lr(base_lr, base_batch, batch, warmup_steps, step) -> float:
     if warmup_steps > 0 and step < warmup_steps:
         return peak * (step + 1) / warmup_steps  # linear warm-up from 0, as wb.fit's cosine schedule
     return peak
+
+
+def gradient_ratio(a, k) -> float:
+    return abs(float(a)) ** int(k)  # d h_T / d h_{T-k} = a^k: a product of k one-step Jacobians

@@ -16,7 +16,7 @@ from torch import nn
 from ..models.recurrent import SequenceClassifier, read_sequence
 from ..train.events import Algorithm, State
 
-__all__ = ["unrolled_states", "gradient_through_time", "ClipGrad"]
+__all__ = ["unrolled_states", "gradient_through_time", "decay_fit", "ClipGrad"]
 
 
 def _cell_of(rnn: nn.RNNBase) -> nn.Module:
@@ -73,6 +73,22 @@ def gradient_through_time(model: SequenceClassifier, x: torch.Tensor, y: torch.T
     T = len(states)
     return pd.DataFrame({"step": range(1, T + 1), "distance": [T - t for t in range(1, T + 1)],
                          "grad_norm": norms.tolist()})
+
+
+def decay_fit(table: pd.DataFrame) -> dict[str, float]:
+    """An exponential fit of a :func:`gradient_through_time` table: ``per_step`` (the factor the norm changes by
+    per step back: ``exp`` of the least-squares slope of ``log norm`` against distance), ``r2`` (how straight the
+    line is in log scale) and ``farthest_over_last`` (the norm at the largest distance over the norm at 0)."""
+    if not {"distance", "grad_norm"} <= set(table.columns) or len(table) < 3:
+        raise ValueError("decay_fit takes the table of gradient_through_time (at least 3 steps)")
+    d = torch.tensor(table.distance.values, dtype=torch.float64)
+    logs = torch.tensor(table.grad_norm.values, dtype=torch.float64).clamp(min=1e-300).log()
+    slope = float(((d - d.mean()) * (logs - logs.mean())).sum() / ((d - d.mean()) ** 2).sum())
+    fit = logs.mean() + slope * (d - d.mean())
+    r2 = 1 - float(((logs - fit) ** 2).sum() / ((logs - logs.mean()) ** 2).sum().clamp(min=1e-300))
+    far = table.grad_norm[table.distance == table.distance.max()].iloc[0]
+    last = table.grad_norm[table.distance == 0].iloc[0]
+    return {"per_step": float(torch.tensor(slope).exp()), "r2": r2, "farthest_over_last": float(far / last)}
 
 
 class ClipGrad(Algorithm):
