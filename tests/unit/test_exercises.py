@@ -27,7 +27,6 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
-    "gradient_ratio": (lambda a, k: a * k, "not a \\* k"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
                           "every row"),
@@ -40,6 +39,7 @@ WRONG = {
     "step_macs": (lambda m, t: 3 * sum(m), "3x the forward pass"),
     "annealed_std": (lambda step, eta, gamma=0.55: eta / (1 + step) ** gamma, "the variance"),
     "linear_drop_rates": (lambda n, p: [p * i / n for i in range(n, 0, -1)], "reversed"),
+    "gradient_ratio": (lambda a, k: a * k, "not a \\* k"),
     "linear_scaled_lr": (lambda base_lr, base_batch, batch, warmup_steps, step: base_lr * batch / base_batch * (
         min(1.0, step / warmup_steps) if warmup_steps else 1.0), "0-based"),
     "kernel_recursion_relu": (lambda k1, c_w, c_b, depth: list(__import__("itertools").accumulate(
