@@ -11,19 +11,17 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dataclasses import dataclass
-
 from ..data.dataset import to_float, validate_images
 from ..data.degrade import PairedImages
 from ..data.loader import TensorLoader
 from ..train.tasks import Task
-from .metrics import psnr
 
 __all__ = ["Restoration", "Segmentation", "SegmentationData", "SegLoader", "mean_iou"]
 
@@ -77,10 +75,10 @@ class Restoration(Task):
     def metrics(self, outputs: torch.Tensor, batch: Any, loss: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
         clean = batch[1]
         std = self.std.to(clean.device)
-        # normalized difference times std is the difference in [0, 1] units; PSNR of (clean + d) against clean
+        # the normalized difference times std is the difference in [0, 1] units: PSNR = 10 log10(1 / MSE), per image
         diff = (outputs.detach().float() - clean.float()) * std
-        db = psnr((0.5 + diff).clamp(-10, 10), torch.full_like(diff, 0.5)) if diff.numel() else torch.zeros(0)
-        return {"loss": loss.detach().double() * len(clean), "psnr": db.double().clamp(max=100).sum()}, len(clean)
+        db = -10 * torch.log10(diff.pow(2).mean((1, 2, 3)).clamp(min=1e-10))   # at most 100 dB
+        return {"loss": loss.detach().double() * len(clean), "psnr": db.double().sum()}, len(clean)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "loss": self.loss_name, "pixel_weight": self.pixel_weight,

@@ -65,7 +65,7 @@ class GradientNoise(Algorithm):
     def on_after_backward(self, state: State) -> None:
         if self.eta == 0.0:
             return
-        std = noise_std(state.step, self.eta, self.gamma)
+        std = math.sqrt(self.eta / (1 + state.step) ** self.gamma)  # noise_std, its arguments checked at __init__
         state.logs["noise_std"] = std
         for p in state.trainable.values():
             if p.grad is not None:

@@ -72,45 +72,48 @@ class EMA(Algorithm):
 
     def on_init(self, state: State) -> None:
         self.shadow = {k: v.detach().clone() for k, v in self._tracked(state.model).items()}
-        self._raw = None
+        self._raw, self._live = None, {}
+
+    def on_fit_start(self, state: State) -> None:
+        # the model's own tensors (state_dict shares their storage), looked up once rather than every step
+        self._live = self._tracked(state.model)
+        self._floats = [k for k, v in self._live.items() if v.is_floating_point()]
+        self._others = [k for k in self._live if k not in self._floats]
 
     def on_after_step(self, state: State) -> None:
-        current = self._tracked(state.model)
         d = min(self.decay, (1 + state.step) / (10 + state.step)) if self.warmup else self.decay
-        floats = [k for k, v in current.items() if v.is_floating_point()]
         with torch.no_grad():
-            if floats:
-                torch._foreach_lerp_([self.shadow[k] for k in floats], [current[k].detach() for k in floats], 1.0 - d)
-            for k, v in current.items():
-                if not v.is_floating_point():
-                    self.shadow[k].copy_(v)
+            if self._floats:
+                torch._foreach_lerp_([self.shadow[k] for k in self._floats], [self._live[k] for k in self._floats],
+                                     1.0 - d)
+            for k in self._others:
+                self.shadow[k].copy_(self._live[k])
         last_of_epoch = state.batch_index == state.steps_per_epoch - 1 or state.step >= state.total_steps
         if last_of_epoch:  # the epoch's evaluation comes next: it sees the average
-            self._swap_in(state.model)
+            self._swap_in()
 
-    def _swap_in(self, model: nn.Module) -> None:
-        current = self._tracked(model)
-        self._raw = {k: v.detach().clone() for k, v in current.items()}
+    def _swap_in(self) -> None:
+        self._raw = {k: v.clone() for k, v in self._live.items()}
         with torch.no_grad():
-            for k, v in current.items():
+            for k, v in self._live.items():
                 v.copy_(self.shadow[k])
 
-    def _swap_out(self, model: nn.Module) -> None:
+    def _swap_out(self) -> None:
         if self._raw is None:
             return
         with torch.no_grad():
-            for k, v in self._tracked(model).items():
+            for k, v in self._live.items():
                 v.copy_(self._raw[k])
         self._raw = None
 
     def on_epoch_end(self, state: State) -> None:
-        self._swap_out(state.model)  # the checkpoint that follows, and the next epoch, get the raw weights
+        self._swap_out()  # the checkpoint that follows, and the next epoch, get the raw weights
 
     def on_fit_end(self, state: State) -> None:
-        self._swap_out(state.model)
+        self._swap_out()
         if state.error is None:
             with torch.no_grad():
-                for k, v in self._tracked(state.model).items():
+                for k, v in self._live.items():
                     v.copy_(self.shadow[k])
 
     def state_dict(self) -> dict[str, Any]:
