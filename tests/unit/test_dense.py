@@ -131,6 +131,46 @@ def test_diffusion_closed_form_and_oracle_samplers():
         NoiseSchedule(10, "sigmoid")
 
 
+def test_denoising_task_trains_a_noise_predictor_through_fit_and_resumes_exactly(tmp_path):
+    from workbench.dense import Denoising, NoiseSchedule
+    s = NoiseSchedule(50)
+    d = wb.load("cifar10", "train", subset=64)
+
+    class Zero(nn.Module):   # predicts no noise: the loss is E[noise^2] = 1
+        steps = 50
+
+        def forward(self, x, t):
+            return torch.zeros_like(x)
+
+    task = Denoising(s)
+    zero = task.evaluate(Zero(), wb.data.Loader(d, batch_size=64, shuffle=False))["loss"]
+    assert zero == pytest.approx(1.0, abs=3 * (2 / (64 * 3 * 32 * 32)) ** 0.5)
+    # the draws: t in 1..T, and the same for the same (seed, step) whatever the batch's device
+    g1, g2 = wb.data.loader.random_stream(0, 1), wb.data.loader.random_stream(0, 1)
+    t1, n1 = task.draw(torch.zeros(1000, 1, 2, 2), g1)
+    t2, n2 = task.draw(torch.zeros(1000, 1, 2, 2), g2)
+    assert torch.equal(t1, t2) and torch.equal(n1, n2) and int(t1.min()) == 1 and int(t1.max()) == 50
+
+    def run(ckpt=None, stop=None):
+        torch.manual_seed(0)
+        m = wb.create_model("dit_tiny", width=16, depth=1, heads=2, steps=50)
+        return wb.fit(m, wb.data.Loader(d, batch_size=16, seed=0, augment=None), wb.data.Loader(d, 64, shuffle=False),
+                      task=Denoising(s), epochs=8, lr=1e-2, optimizer="adam", weight_decay=0.0, progress=False,
+                      seed=0, checkpoint_dir=ckpt, stop_after_steps=stop)
+
+    full = run()
+    # from the zero-initialized output layer's 1.0 (about 0.97 after the first epoch) to about 0.80
+    assert full.history["test_loss"].iloc[-1] < min(0.88, full.history["test_loss"].iloc[0] - 0.08)
+    run(tmp_path, stop=5)
+    resumed = run(tmp_path)
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="steps=50"):
+        wb.fit(wb.create_model("dit_tiny", width=16, depth=1, heads=2), d, task=Denoising(s), progress=False)
+    with pytest.raises(ValueError, match="NoiseSchedule"):
+        Denoising(50)
+
+
 # ------------------------------------------------------------------------------------------ models
 def test_dense_models_shapes_and_known_answers():
     torch.manual_seed(0)

@@ -8,15 +8,29 @@ arXiv:2010.02502) deterministically (``eta = 0``) on a subsequence of the steps.
 
 Steps are numbered ``t = 0 .. T`` with ``t = 0`` the data itself (``abar_0 = 1``: the forward process at
 ``t = 0`` is the identity).
+
+:class:`Denoising` is the noise-prediction loss as a ``wb.fit`` task: each batch draws its ``t`` and its noise
+from a stream that is a pure function of ``(seed, step)``, so a resumed run draws what the uninterrupted one did.
 """
 from __future__ import annotations
 
 import math
 from typing import Callable
 
-import torch
+from typing import Any
 
-__all__ = ["NoiseSchedule", "ddpm_sample", "ddim_sample"]
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.loader import random_stream
+from ..train.tasks import Task
+
+__all__ = ["NoiseSchedule", "ddpm_sample", "ddim_sample", "Denoising"]
+
+_NOISE_STREAM = 0xD1F
+
+_EVAL_SEED = 4242
 
 SCHEDULES = ("linear", "cosine")
 
@@ -31,6 +45,7 @@ class NoiseSchedule:
         if not (isinstance(steps, int) and steps >= 1):
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
         self.steps, self.kind = steps, kind
+        self.beta_start, self.beta_end = (float(beta_start), float(beta_end)) if kind == "linear" else (None, None)
         if kind == "linear":
             betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
         else:
@@ -86,3 +101,65 @@ def ddim_sample(eps_model: Callable, schedule: NoiseSchedule, shape: tuple[int, 
         x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
         x = math.sqrt(a_s) * x0 + math.sqrt(1 - a_s) * eps
     return x
+
+
+class Denoising(Task):
+    """Ho et al.'s simple loss as a ``wb.fit`` task: for a batch of images ``x_0`` (a ``wb.Loader`` of an image
+    dataset; the labels are not used) draw ``t ~ U{1..T}`` and ``noise ~ N(0, I)`` per image, and train
+    ``model(x_t, t)`` (e.g. ``wb.create_model("dit_tiny")``) to predict the noise: ``mean ||noise - eps||^2``.
+
+    The draws are a pure function of ``(fit's seed, step)`` (of a call counter in evaluation, so every
+    evaluation of a model sees the same draws for the same batches): a resumed run is the uninterrupted one.
+    Metric: ``loss``."""
+
+    metric_names = ("loss",)
+
+    def __init__(self, schedule: NoiseSchedule):
+        if not isinstance(schedule, NoiseSchedule):
+            raise ValueError(f"Denoising needs a wb.dense.NoiseSchedule, got {type(schedule).__name__}")
+        self.schedule = schedule
+        self._eval_calls = 0
+
+    def check_data(self, model: nn.Module, dataset: Any) -> None:
+        steps = getattr(model, "steps", None)
+        if steps is not None and steps != self.schedule.steps:
+            raise ValueError(f"the model embeds {steps} diffusion steps and the schedule has {self.schedule.steps}: "
+                             f"create the model with steps={self.schedule.steps} (or the schedule with {steps})")
+
+    def check_batch(self, batch: Any) -> None:
+        x = batch[0]
+        if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{self.name} trains on batches of images [B, C, H, W] (a wb.Loader of an image "
+                             f"dataset), got {got}")
+
+    def draw(self, x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(t, noise)`` for the images ``x0``, drawn on the CPU from ``gen`` (the same on every device)."""
+        t = torch.randint(1, self.schedule.steps + 1, (len(x0),), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen, dtype=torch.float32)
+        return t.to(x0.device), noise.to(device=x0.device, dtype=x0.dtype)
+
+    def forward(self, model: nn.Module, batch: Any, state: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = batch[0]
+        if state is not None:
+            gen = random_stream(state.seed, _NOISE_STREAM, state.step)
+        else:
+            self._eval_calls += 1
+            gen = random_stream(_EVAL_SEED, _NOISE_STREAM, self._eval_calls)
+        t, noise = self.draw(x0, gen)
+        return model(self.schedule.q_sample(x0, t, noise), t), noise
+
+    def loss(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Any, state: Any = None) -> torch.Tensor:
+        eps, noise = outputs
+        if eps.shape != noise.shape:
+            raise ValueError(f"the model returned {tuple(eps.shape)} for noise of {tuple(noise.shape)}: a noise "
+                             "predictor outputs the shape of its input")
+        return F.mse_loss(eps.float(), noise.float())
+
+    def evaluate(self, model: nn.Module, loader: Any, precision: str = "fp32") -> dict[str, float]:
+        self._eval_calls = 0   # the same draws at every evaluation: the test loss is comparable across epochs
+        return super().evaluate(model, loader, precision)
+
+    def config(self) -> dict[str, Any]:
+        s = self.schedule
+        return {"name": self.name, "steps": s.steps, "schedule": s.kind, "betas": [s.beta_start, s.beta_end]}
