@@ -9,6 +9,25 @@ import torch.nn.functional as F
 from . import _solutions as ref
 
 
+class _Raised(Exception):
+    """The learner's function raised: ``str(self)`` is the message to show."""
+
+
+def _attempt(call, where: str, zero_division: str | None = None):
+    """``call()``; if it raises (anything but NotImplementedError, which ``passed`` reports as not done), a
+    :class:`_Raised` naming the input ``where`` and the exception (``zero_division``: the hint for a division by
+    zero)."""
+    try:
+        return call()
+    except NotImplementedError:
+        raise
+    except ZeroDivisionError as e:
+        raise _Raised(f"{where}: {zero_division}" if zero_division else
+                      f"{where}: the function raised ZeroDivisionError: {e}") from None
+    except Exception as e:  # noqa: BLE001 (the learner's code may raise anything; show it)
+        raise _Raised(f"{where}: the function raised {type(e).__name__}: {e}") from None
+
+
 def blocks_per_stage(fn) -> str | None:
     for depth in (8, 20, 32, 56, 110, 1202):
         got, want = fn(depth), ref.blocks_per_stage(depth)
@@ -1321,13 +1340,10 @@ def sensitivity_at_specificity(fn) -> str | None:
         shown = (f"scores {[round(v, 3) for v in scores.tolist()]}, labels {labels.tolist()}" if len(scores) <= 15
                  else f"{len(scores)} random scores{' with ties' if len(scores.unique()) < len(scores) else ''}")
         try:
-            got = fn(scores.clone(), labels.clone(), spec)
-        except NotImplementedError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            hint = (": when no score keeps the specificity, the threshold above every score (sensitivity 0) still does"
-                    if spec == 1.0 else "")
-            return f"for {shown} at spec = {spec} the function raised {type(e).__name__}: {e}{hint}"
+            got = _attempt(lambda: fn(scores.clone(), labels.clone(), spec), f"for {shown} at spec = {spec}")
+        except _Raised as e:
+            return f"{e}" + (": when no score keeps the specificity, the threshold above every score (sensitivity 0) "
+                             "still does" if spec == 1.0 else "")
         if isinstance(got, torch.Tensor) and got.numel() != 1:
             return f"return one number, a float (the sensitivity), got a tensor of shape {list(got.shape)}"
         try:
@@ -1361,11 +1377,9 @@ def step_macs(fn) -> str | None:
     for m, t, what in cases:
         want = ref.step_macs(m, t)
         try:
-            got = fn(list(m), list(t))
-        except NotImplementedError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            return f"{what} (block_macs={m}, trainable={t}): the function raised {type(e).__name__}: {e}"
+            got = _attempt(lambda: fn(list(m), list(t)), f"{what} (block_macs={m}, trainable={t})")
+        except _Raised as e:
+            return str(e)
         try:
             got = float(got)
         except (TypeError, ValueError):
@@ -1404,11 +1418,9 @@ def kernel_recursion_relu(fn) -> str | None:
     for k1, c_w, c_b, depth, what in cases:
         want = ref.kernel_recursion_relu(k1, c_w, c_b, depth)
         try:
-            got = fn(k1, c_w, c_b, depth)
-        except NotImplementedError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            return f"{what} (k1={k1}, c_w={c_w}, c_b={c_b}, depth={depth}): the function raised {type(e).__name__}: {e}"
+            got = _attempt(lambda: fn(k1, c_w, c_b, depth), f"{what} (k1={k1}, c_w={c_w}, c_b={c_b}, depth={depth})")
+        except _Raised as e:
+            return str(e)
         try:
             got = [float(v) for v in got]
         except (TypeError, ValueError):
@@ -1450,11 +1462,9 @@ def critical_cw(fn) -> str | None:
     for args, what in cases:
         want = ref.critical_cw(*args)
         try:
-            got = fn(*args)
-        except NotImplementedError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            return f"{what} {args}: the function raised {type(e).__name__}: {e}"
+            got = _attempt(lambda: fn(*args), f"{what} {args}")
+        except _Raised as e:
+            return str(e)
         try:
             got = float(got)
         except (TypeError, ValueError):
@@ -1487,14 +1497,11 @@ def annealed_std(fn) -> str | None:
     for step, eta, gamma, what in cases:
         want = ref.annealed_std(step, eta, gamma)
         try:
-            got = fn(step, eta, gamma)
-        except NotImplementedError:
-            raise
-        except ZeroDivisionError:
-            return (f"{what}: the function divided by zero; the schedule divides by (1 + step) ** gamma, "
-                    "which is 1 at step 0, not by step ** gamma")
-        except Exception as e:  # noqa: BLE001
-            return f"{what}: the function raised {type(e).__name__}: {e}"
+            got = _attempt(lambda: fn(step, eta, gamma), what, zero_division=(
+                "the function divided by zero; the schedule divides by (1 + step) ** gamma, which is 1 at step 0, "
+                "not by step ** gamma"))
+        except _Raised as e:
+            return str(e)
         try:
             got = float(got)
         except (TypeError, ValueError):
@@ -1514,11 +1521,9 @@ def annealed_std(fn) -> str | None:
         return where
     steps = torch.arange(6)
     try:
-        got = fn(steps, 0.3, 0.55)
-    except NotImplementedError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        return f"for a tensor of steps {steps.tolist()} the function raised {type(e).__name__}: {e}"
+        got = _attempt(lambda: fn(steps, 0.3, 0.55), f"for a tensor of steps {steps.tolist()}")
+    except _Raised as e:
+        return str(e)
     want = ref.annealed_std(steps, 0.3, 0.55)
     if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(steps.shape):
         return (f"for a 1-D tensor of {len(steps)} steps return a tensor of the same shape, "
@@ -1540,11 +1545,9 @@ def linear_drop_rates(fn) -> str | None:
     for n, p, what, want in cases:
         want = ref.linear_drop_rates(n, p) if want is None else want
         try:
-            got = fn(n, p)
-        except NotImplementedError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            return f"{what} (n_blocks={n}, max_rate={p}): the function raised {type(e).__name__}: {e}"
+            got = _attempt(lambda: fn(n, p), f"{what} (n_blocks={n}, max_rate={p})")
+        except _Raised as e:
+            return str(e)
         try:
             got = [float(v) for v in got]
         except (TypeError, ValueError):
@@ -1577,13 +1580,10 @@ def linear_scaled_lr(fn) -> str | None:
         base_lr, base_batch, batch, warmup, step = args
         want = ref.linear_scaled_lr(*args)
         try:
-            got = fn(*args)
-        except NotImplementedError:
-            raise
-        except ZeroDivisionError:
-            return f"{what} {args}: division by zero; warmup_steps = 0 means no warm-up: the peak from the first step"
-        except Exception as e:  # noqa: BLE001
-            return f"{what} {args}: the function raised {type(e).__name__}: {e}"
+            got = _attempt(lambda: fn(*args), f"{what} {args}", zero_division=(
+                "division by zero; warmup_steps = 0 means no warm-up: the peak from the first step"))
+        except _Raised as e:
+            return str(e)
         try:
             got = float(got)
         except (TypeError, ValueError):
@@ -1618,11 +1618,9 @@ def gradient_ratio(fn) -> str | None:
     for a, k, what in cases:
         want = ref.gradient_ratio(a, k)
         try:
-            got = float(fn(a, k))
-        except NotImplementedError:
-            raise
-        except Exception as e:  # noqa: BLE001
-            return f"{what} (a={a}, k={k}): the function raised {type(e).__name__}: {e}"
+            got = float(_attempt(lambda: fn(a, k), f"{what} (a={a}, k={k})"))
+        except _Raised as e:
+            return str(e)
         if math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-15):
             continue
         where = f"{what} (a={a}, k={k}): expected {want:.6g}, got {got:.6g}"
