@@ -1,5 +1,6 @@
 """Dense prediction, restoration and generation (issue 25): image-quality metrics, the effective receptive
-field, restoration as a ``wb.fit`` task, residual vector quantization, and diffusion's schedule and samplers.
+field, restoration as a ``wb.fit`` task, residual vector quantization, generating residual-VQ code stacks
+(ResGen's collective prediction against predicting each code), and diffusion's schedule, samplers and loss.
 
 The data live in :mod:`wb.data` (``degrade``, ``paired`` and ``PairLoader`` for ``(degraded, clean)`` pairs;
 ``make_scenes`` for segmentation masks).
@@ -9,7 +10,8 @@ from .gan import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
 from ..models.rvq import ResidualVQ, residual_quantize
 from .tasks import *  # noqa: F401,F403
-from . import diffusion, gan, metrics, tasks
+from .tokens import *  # noqa: F401,F403
+from . import diffusion, gan, metrics, tasks, tokens
 
 __all__ = [*metrics.__all__, *tasks.__all__, "ResidualVQ", "residual_quantize", *diffusion.__all__,
-           *gan.__all__]
+           *gan.__all__, *tokens.__all__]

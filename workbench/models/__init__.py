@@ -20,6 +20,7 @@ from . import retention as _retention  # noqa: F401
 from . import simplenet as _simplenet  # noqa: F401
 from . import vgg as _vgg  # noqa: F401
 from . import text as _text  # noqa: F401
+from . import tokens as _tokens  # noqa: F401
 from . import video as _video  # noqa: F401
 from . import vit as _vit  # noqa: F401
 from ._registry import create_model, list_models, register_model
@@ -42,6 +43,7 @@ from .retention import RMT, ManhattanAttention
 from .simplenet import SimpleNet
 from .summary import ModelSummary, summary, summary_table
 from .text import TextEncoder, TwoTower, VQANet
+from .tokens import TokenStackGenerator
 from .vgg import VGG
 from .video import VideoClassifier, frame_differences
 from .vit import VisionTransformer
@@ -54,5 +56,5 @@ __all__ = [
     "RMT", "ManhattanAttention",
     "HaloAttention", "HaloNet", "ResFormer", "SequenceClassifier", "SequenceModel", "read_sequence", "VideoClassifier",
     "frame_differences", "TextEncoder", "TwoTower", "VQANet", "SegResNet", "HRNet", "UNet", "SRResNet",
-    "SRDiscriminator", "RVQAutoencoder", "MIRNet", "DPENet", "DiT",
+    "SRDiscriminator", "RVQAutoencoder", "MIRNet", "DPENet", "DiT", "TokenStackGenerator",
 ]
