@@ -100,6 +100,8 @@ def test_two_tower_trains_on_scenes_and_scores():
     assert per["coat"].shape == (128, 1)
     with pytest.raises(ValueError, match="needs a '{}'"):
         class_embeddings(model, names, ["a photo"])
+    with pytest.raises(ValueError, match="non-empty list of descriptions"):
+        description_scores(model, emb, {"coat": ["a coat"], "bag": []}, 16)
     # the bag-of-words baseline runs through fit too
     torch.manual_seed(0)
     words = wb.create_model("clip_tiny", context=16, width=8, text_width=32, embed_dim=32, word_head=True)
@@ -180,6 +182,18 @@ def test_box_ap_known_cases():
     assert r["AP50"] == pytest.approx(1.0) and r["AP75"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="one per image"):
         box_ap(perfect, gt + gt)
+    flat = [{"boxes": torch.tensor([[10.0, 10, 10, 30]]), "labels": torch.tensor([0])}]
+    with pytest.raises(ValueError, match=r"targets\[0\]\['boxes'\]\[0\] = \[10.0, 10.0, 10.0, 30.0\] has zero area"):
+        box_ap(perfect[:1], flat)
+    outside = [{"boxes": torch.tensor([[10.0, 10, 30, 30], [50, 50, 70, 60]]), "scores": torch.tensor([0.9, 0.8]),
+                "labels": torch.tensor([0, 1])}]
+    with pytest.raises(ValueError, match=r"detections\[0\]\['boxes'\]\[1\] .* reaches outside the 64x64 image"):
+        box_ap(outside, gt)
+    from workbench.vl import DetectionData
+    images = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="reaches outside the 32x32 image"):
+        DetectionData(images, torch.tensor([[[0.0, 0, 40, 20], [float("nan")] * 4]]), torch.tensor([[0, -1]]))
+    DetectionData(images, torch.tensor([[[0.0, 0, 32, 20], [float("nan")] * 4]]), torch.tensor([[0, -1]]))
 
 
 def test_vild_proposals_training_and_detection():

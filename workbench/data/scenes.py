@@ -23,6 +23,7 @@ no paraphrase), real scenes, occlusion, and the long tail of real concepts.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -261,16 +262,27 @@ def captions_of(scenes: Scenes, i: int, centres: torch.Tensor | None = None,
 
 def tokenize(texts: str | Sequence[str], length: int = 24) -> torch.Tensor:
     """Word ids ``[len(texts), length]``: ``<bos>``, the words, ``<eos>``, then ``<pad>`` (0); a word outside
-    :data:`VOCAB` becomes ``<unk>``; a caption longer than ``length - 2`` words is refused."""
+    :data:`VOCAB` becomes ``<unk>``, and a warning counts them and names the first few (a word-level vocabulary of
+    the scenes' grammar: any other word carries nothing the models could have learnt); a caption longer than
+    ``length - 2`` words is refused."""
     if isinstance(texts, str):
         texts = [texts]
     out = torch.zeros(len(texts), length, dtype=torch.int64)
+    unknown: dict[str, int] = {}
     for r, t in enumerate(texts):
         words = t.lower().split()
         if len(words) > length - 2:
             raise ValueError(f"the caption {t!r} has {len(words)} words; tokenize with length >= {len(words) + 2}")
+        for w in words:
+            if w not in _INDEX:
+                unknown[w] = unknown.get(w, 0) + 1
         ids = [_INDEX["<bos>"]] + [_INDEX.get(w, _INDEX["<unk>"]) for w in words] + [_INDEX["<eos>"]]
         out[r, :len(ids)] = torch.tensor(ids)
+    if unknown:
+        shown = ", ".join(f"{w!r} ({n}x)" for w, n in list(unknown.items())[:5])
+        warnings.warn(f"{sum(unknown.values())} words of {len(texts)} texts are not in the scenes' vocabulary and "
+                      f"became <unk>: {shown}{', ...' if len(unknown) > 5 else ''} (wb.data.scenes.VOCAB lists "
+                      "the words the models know)", stacklevel=2)
     return out
 
 

@@ -12,13 +12,33 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["box_iou", "nms", "roi_align", "box_ap"]
+__all__ = ["box_iou", "nms", "roi_align", "box_ap", "check_boxes_in_image"]
 
 
 def _check_boxes(boxes: torch.Tensor, what: str = "boxes") -> None:
     if not (isinstance(boxes, torch.Tensor) and boxes.ndim == 2 and boxes.shape[1] == 4):
         got = tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__
         raise ValueError(f"{what} must be a [N, 4] tensor of (x0, y0, x1, y1), got {got}")
+
+
+def check_boxes_in_image(boxes: torch.Tensor, size: tuple[int, int], what: str = "boxes") -> None:
+    """Refuse boxes ``[N, 4]`` (x0, y0, x1, y1) of zero or negative area, or reaching outside an image of
+    ``size = (height, width)`` (a thousandth of a pixel of slack)."""
+    _check_boxes(boxes, what)
+    if not len(boxes):
+        return
+    h, w = size
+    flat = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if flat.any():
+        i = int(flat.nonzero()[0])
+        raise ValueError(f"{what}[{i}] = {[round(v, 3) for v in boxes[i].tolist()]} has zero area: a box is "
+                         "(x0, y0, x1, y1) with x1 > x0 and y1 > y0; drop it or give it a width and a height")
+    eps = 1e-3
+    out = (boxes[:, :2] < -eps).any(1) | (boxes[:, 2] > w + eps) | (boxes[:, 3] > h + eps)
+    if out.any():
+        i = int(out.nonzero()[0])
+        raise ValueError(f"{what}[{i}] = {[round(v, 3) for v in boxes[i].tolist()]} reaches outside the {h}x{w} "
+                         f"image: clip boxes to x in 0..{w}, y in 0..{h} (or pass the images' size=(height, width))")
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -110,6 +130,9 @@ def box_ap(detections: list[dict], targets: list[dict], size: tuple[int, int] = 
     from faster_coco_eval import COCO, COCOeval_faster
     if len(detections) != len(targets):
         raise ValueError(f"{len(detections)} detection lists for {len(targets)} images: give one per image")
+    for i, (d, t) in enumerate(zip(detections, targets)):
+        check_boxes_in_image(t["boxes"], size, f"targets[{i}]['boxes']")
+        check_boxes_in_image(d["boxes"], size, f"detections[{i}]['boxes']")
     labels = sorted({int(c) for t in targets for c in t["labels"].tolist()}
                     | {int(c) for d in detections for c in d["labels"].tolist()})
     h, w = size

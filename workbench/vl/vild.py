@@ -32,7 +32,7 @@ from ..data.dataset import to_float, validate_images
 from ..data.loader import TensorLoader
 from ..models.resnet_cifar import CifarResNet
 from ..train.tasks import Task
-from .regions import box_iou, nms, roi_align
+from .regions import box_iou, check_boxes_in_image, nms, roi_align
 
 __all__ = ["DetectionData", "DetectionLoader", "proposals", "ViLDStudent", "ViLDTask", "detect", "crop_embeddings"]
 
@@ -57,6 +57,8 @@ class DetectionData:
         if self.boxes.shape[:2] != self.labels.shape or self.boxes.shape[-1] != 4 or len(self.boxes) != len(self.images):
             raise ValueError(f"boxes [N, K, 4] and labels [N, K] must match the {len(self.images)} images, got "
                              f"{tuple(self.boxes.shape)} and {tuple(self.labels.shape)}")
+        used = ~torch.isnan(self.boxes[..., 0])
+        check_boxes_in_image(self.boxes[used], tuple(self.images.shape[-2:]), "the annotated boxes")
 
     def __len__(self) -> int:
         return len(self.images)
