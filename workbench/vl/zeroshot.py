@@ -101,8 +101,8 @@ def retrieval_metrics(similarity: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) 
     rank_t2i = (s >= pos[None, :]).sum(0)
     out = {}
     for k in ks:
-        out[f"i2t_R@{k}"] = float((rank_i2t <= k).float().mean())
-        out[f"t2i_R@{k}"] = float((rank_t2i <= k).float().mean())
+        out[f"i2t_R@{k}"] = float((rank_i2t <= k).double().mean())   # double: a fraction of N exactly
+        out[f"t2i_R@{k}"] = float((rank_t2i <= k).double().mean())
     out["i2t_medr"] = float(rank_i2t.float().median())
     out["t2i_medr"] = float(rank_t2i.float().median())
     return out
