@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "magnitude_mask": (lambda w, d: (lambda k, m: m.scatter(0, w.flatten().topk(k).indices, 1.0).view(w.shape))(
+        round(d * w.numel()), torch.zeros(w.numel())), "not by value"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
                           "every row"),

@@ -249,6 +249,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write gradient_ratio(a, k) -> float: for the linear recurrence h_t = a h_{t-1} + x_t, the factor "
              "|d loss / d h_{T-k}| / |d loss / d h_T| (k >= 0 steps back from the last step T).",
              _checks.gradient_ratio),
+    Exercise("magnitude_mask", "52_sparse_rnn.ipynb",
+             "Write magnitude_mask(weight, density) -> a float tensor shaped like weight: 1.0 at the "
+             "round(density * weight.numel()) entries of largest absolute value, 0.0 elsewhere (density in (0, 1]).",
+             _checks.magnitude_mask),
 ]}
 
 

@@ -1632,3 +1632,45 @@ def gradient_ratio(fn) -> str | None:
             return f"{where}: the ratio of sizes is positive: use |a| ** k"
         return where
     return None
+
+
+def magnitude_mask(fn) -> str | None:
+    g = torch.Generator().manual_seed(52)
+    hand = torch.tensor([[0.1, -3.0], [2.0, -0.5]])
+    cases = [(hand, 0.5, "a hand-made 2x2 matrix: keep -3.0 and 2.0"),
+             (torch.tensor([4.0, -5.0, 1.0, -0.2, 3.0]), 0.4, "large negative weights count by their size"),
+             (torch.randn(16, 4, generator=g), 0.25, "a 16 x 4 matrix (an LSTM's 4 gate blocks of 4 units)"),
+             (torch.randn(8, 8, generator=g), 1.0, "density 1 keeps everything"),
+             (torch.randn(10, 10, generator=g), 0.05, "density 0.05 of 100 entries: 5 kept")]
+    for w, density, what in cases:
+        want = ref.magnitude_mask(w, density)
+        try:
+            got = _attempt(lambda: fn(w.clone(), density), f"{what} (density={density})")
+        except _Raised as e:
+            return str(e)
+        where = f"{what} (density={density})"
+        if not isinstance(got, torch.Tensor):
+            return f"{where}: return a tensor, got {type(got).__name__}"
+        if tuple(got.shape) != tuple(w.shape):
+            return f"{where}: the mask has the weight's shape {tuple(w.shape)}, got {tuple(got.shape)}"
+        got = got.detach().float().cpu()
+        if not bool(((got == 0) | (got == 1)).all()):
+            return f"{where}: a mask holds only 0.0 and 1.0"
+        keep = int(want.sum())
+        if int(got.sum()) != keep:
+            return f"{where}: keep round(density * numel) = {keep} entries, got {int(got.sum())}"
+        if torch.equal(got, want):
+            continue
+        a = w.abs()
+        if keep < w.numel() and float(a[got.bool()].min()) >= float(a[~got.bool()].max()):
+            continue  # a tie broken another way
+        by_value = torch.zeros(w.numel())
+        by_value[w.flatten().topk(keep).indices] = 1.0
+        if torch.equal(got.flatten(), by_value):
+            return f"{where}: rank by magnitude |w|, not by value: a weight of -3 matters more than one of 2"
+        smallest = torch.zeros(w.numel())
+        smallest[a.flatten().topk(keep, largest=False).indices] = 1.0
+        if torch.equal(got.flatten(), smallest):
+            return f"{where}: you kept the smallest weights; magnitude pruning keeps the largest |w|"
+        return f"{where}: expected {want.tolist()}, got {got.tolist()}"
+    return None

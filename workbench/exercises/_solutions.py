@@ -389,3 +389,10 @@ def linear_scaled_lr(base_lr, base_batch, batch, warmup_steps, step) -> float:
 
 def gradient_ratio(a, k) -> float:
     return abs(float(a)) ** int(k)  # d h_T / d h_{T-k} = a^k: a product of k one-step Jacobians
+
+
+def magnitude_mask(weight, density) -> torch.Tensor:
+    keep = round(float(density) * weight.numel())  # the largest |w| entries survive magnitude pruning
+    mask = torch.zeros(weight.numel(), dtype=torch.float32)
+    mask[weight.detach().abs().flatten().topk(keep).indices] = 1.0
+    return mask.view(weight.shape)
