@@ -266,7 +266,7 @@ if CHECK_CLAIM:
         f"some pruned network did not regain its accuracy: {pruned[['density', 'seed', 'regain_epochs']]}"
 
 # %% [markdown]
-# **Reading the results.** In laptop mode (2026-12-07; 8.2 minutes of one CPU thread from an empty cache,
+# **Reading the results.** In laptop mode (2026-12-07; 5.2 minutes at two threads from an empty cache, the same numbers at one,
 # 51 networks of 10 epochs each on 10,000 images):
 #
 # *Sparsity holds far down.* The dense LSTM (64 units) reaches 86.0% (+- 0.6 over seeds 1-3). Keeping half or
