@@ -192,6 +192,15 @@ def test_motion_clips_move_the_way_their_class_says():
     assert torch.equal(again.images, clips.images)
     items = motion_clips(bg, it, 20, frames=6, seed=0, label="item")
     assert items.classes == ["a", "b"] and set(items.labels.tolist()) == {0, 1}
+    # motion and colour family: the same clips, the motion and the strongest channel of the garment's colour
+    both = motion_clips(bg, it, 200, frames=6, seed=0, label="motion_colour")
+    assert torch.equal(both.images, clips.images) and len(both.classes) == 24 and both.classes[4] == "right, greenish"
+    assert torch.equal(both.labels // 3, clips.labels)
+    first = filmstrip_frames(both.images, 6)[:, 0].float()                  # [N, 3, H, W]: the first frame
+    lit = first.amax(1, keepdim=True) > 40                                  # the garment (the ground is dark)
+    colour = (first * lit).sum((2, 3)) / lit.sum((2, 3)).clamp(min=1)       # its mean colour
+    agree = (colour.argmax(1) == both.labels % 3).float().mean()
+    assert agree > 0.9, f"the colour family should be the garment's strongest channel, agreed for {agree:.0%}"
     with pytest.raises(ValueError, match="frames must be an integer >= 2"):
         motion_clips(bg, it, 4, frames=1)
 

@@ -31,11 +31,11 @@ from .maps import ANSWERS, Maps, VQAData, VQALoader, make_maps, make_questions
 from .scenes import Scenes, make_scenes
 from .sequences import (ADDING_BASELINE_MSE, SequenceData, SequenceLoader, adding_problem, copy_baseline_loss,
                         copy_task)
-from .video import MOTIONS, filmstrip_frames, flow_filmstrips, motion_clips
+from .video import COLOUR_FAMILIES, MOTIONS, filmstrip_frames, flow_filmstrips, motion_clips
 
 __all__ = ["load", "list_datasets", "ImageDataset", "Loader", "TensorLoader", "DataUnavailableError", "to_float", "to_uint8",
            "random_crop_flip", "random_stream", "validate_images", "register_dataset", "spiral", "corrupt",
-           "list_corruptions", "motion_clips", "filmstrip_frames", "flow_filmstrips", "MOTIONS", "SequenceData", "SequenceLoader",
+           "list_corruptions", "motion_clips", "filmstrip_frames", "flow_filmstrips", "MOTIONS", "COLOUR_FAMILIES", "SequenceData", "SequenceLoader",
            "adding_problem", "copy_task", "copy_baseline_loss", "ADDING_BASELINE_MSE", "Scenes", "make_scenes", "DEGRADATIONS",
            "PairedImages", "PairLoader", "degrade", "paired", "Maps", "make_maps", "make_questions", "VQAData",
            "VQALoader", "ANSWERS"]
@@ -137,6 +137,13 @@ def _motion(split: str) -> ImageDataset:
 def _motion_items(split: str) -> ImageDataset:
     """The clips of ``"motion"`` labelled by the garment's class instead: one frame suffices."""
     return _clips(split, "item")
+
+
+@register_dataset("motion_colours")
+def _motion_colours(split: str) -> ImageDataset:
+    """The clips of ``"motion"`` labelled by the motion and the garment's colour family (24 classes): one frame
+    tells the colour, only the order of frames the motion."""
+    return _clips(split, "motion_colour")
 
 
 def load(name: str, split: str = "train", subset: int | None = None, device: torch.device | str | None = None,

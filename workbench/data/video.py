@@ -12,6 +12,11 @@ Two labels of the same clips:
   any other motion (positions, sizes and angles are drawn from overlapping ranges), so one frame cannot tell
   the classes apart: temporal order decides.
 * ``label="item"`` (dataset ``"motion_items"``): the garment's class; one frame suffices.
+* ``label="motion_colour"`` (dataset ``"motion_colours"``): the motion and the garment's colour family (the
+  strongest channel of its tint: reddish, greenish, bluish), 24 classes. Appearance (the colour, in any one
+  frame) and motion (in the order of frames) are both needed, as in real actions, where what moves and how it
+  moves both tell: a stream that sees only motion (optical flow is computed on grey levels) cannot tell the
+  colour, and one frame cannot tell the motion. The draws are those of the other labels: the same clips.
 
 A clip is stored as a **filmstrip**: its frames stacked from top to bottom, uint8 ``[3, frames * size,
 size]``, so the clips are an ordinary :class:`ImageDataset` (``Loader``, ``fit`` and the plots work
@@ -32,9 +37,11 @@ import torch.nn.functional as F
 
 from .dataset import ImageDataset
 
-__all__ = ["MOTIONS", "motion_clips", "filmstrip_frames", "flow_filmstrips"]
+__all__ = ["MOTIONS", "COLOUR_FAMILIES", "motion_clips", "filmstrip_frames", "flow_filmstrips"]
 
 MOTIONS = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
+COLOUR_FAMILIES = ("reddish", "greenish", "bluish")   # the strongest channel of the garment's tint
+LABELS = ("motion", "item", "motion_colour")
 
 
 def filmstrip_frames(images: torch.Tensor, frames: int) -> torch.Tensor:
@@ -54,13 +61,14 @@ def motion_clips(backgrounds: ImageDataset, items: ImageDataset, n: int, frames:
 
     Args:
         frames: frames per clip (at least 2 for motion to exist).
-        label: ``"motion"`` or ``"item"``.
+        label: ``"motion"``, ``"item"`` or ``"motion_colour"``.
         item_size: the garment's side as a fraction of the frame (at the clip's start; "towards" grows it by
             up to 1.6x over the clip, "away" shrinks it to as little as 1 / 1.6).
         device: where the clips are made (default: the backgrounds' device).
     """
-    if label not in ("motion", "item"):
-        raise ValueError(f"label is 'motion' (the motion class) or 'item' (the garment's class), got {label!r}")
+    if label not in LABELS:
+        raise ValueError(f"label is 'motion' (the motion class), 'item' (the garment's class) or 'motion_colour' "
+                         f"(the motion and the garment's colour family), got {label!r}")
     if not (isinstance(frames, int) and frames >= 2):
         raise ValueError(f"frames must be an integer >= 2 (motion needs two frames), got {frames!r}")
     if not (isinstance(n, int) and n >= 1):
@@ -124,9 +132,13 @@ def motion_clips(backgrounds: ImageDataset, items: ImageDataset, n: int, frames:
     images = (strip * 255).round().clamp(0, 255).to(torch.uint8)
     if label == "motion":
         labels, classes = motion.to(dev), list(MOTIONS)
+    elif label == "motion_colour":
+        family = tint.argmax(1)                                        # the tint's strongest channel
+        labels = (motion * len(COLOUR_FAMILIES) + family).to(dev)
+        classes = [f"{m}, {c}" for m in MOTIONS for c in COLOUR_FAMILIES]
     else:
         labels, classes = items.labels[it_idx.to(items.labels.device)].to(dev), list(items.classes)
-    name = "motion" if label == "motion" else "motion_items"
+    name = {"motion": "motion", "item": "motion_items", "motion_colour": "motion_colours"}[label]
     return ImageDataset(images, labels, classes, name, split, backgrounds.mean, backgrounds.std,
                         f"{n} clips of {frames} frames: {items.name} items moving over {backgrounds.name} "
                         f"{backgrounds.split} images (seed {seed})")
