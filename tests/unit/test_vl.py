@@ -37,6 +37,16 @@ def test_ranking_losses_by_hand():
     three_img, three_txt = torch.eye(3), torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0], [0.9, 0, 0.1]])
     # hardest keeps the larger of two violations where the sum adds both
     assert float(hinge_hardest(three_img, three_txt, 1.0)) < float(hinge_sum(three_img, three_txt, 1.0))
+    # two pairs with the same caption: each is the other's violation (margin 0.5: 0.5 - 1 + 1 = 0.5, both ways);
+    # marked as the same caption, they are not negatives and nothing is left to violate
+    same_txt = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    img2 = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert float(hinge_hardest(img2, same_txt, 0.5)) == pytest.approx(1.0)
+    dup = torch.tensor([[False, True], [True, False]])
+    assert float(hinge_hardest(img2, same_txt, 0.5, dup)) == pytest.approx(0.0)
+    assert float(hinge_sum(img2, same_txt, 0.5, dup)) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="same must be a \\[B, B\\] mask"):
+        hinge_sum(img2, same_txt, 0.5, torch.zeros(3, 3, dtype=torch.bool))
 
 
 def test_retrieval_metrics_on_a_hand_made_matrix():

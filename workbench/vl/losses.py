@@ -48,27 +48,35 @@ def info_nce(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor | f
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-def _margins(img: torch.Tensor, txt: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _margins(img: torch.Tensor, txt: torch.Tensor, margin: float,
+             same: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     s = img @ txt.T                                                     # [B, B]
     pos = s.diag()
     off = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+    if same is not None:
+        if same.shape != s.shape:
+            raise ValueError(f"same must be a [B, B] mask beside {len(s)} pairs, got {tuple(same.shape)}")
+        off = off & ~same.to(s.device)
     i2t = (margin - pos[:, None] + s).clamp(min=0) * off                # image i against text j
     t2i = (margin - pos[None, :] + s).clamp(min=0) * off                # text j against image i
     return i2t, t2i
 
 
-def hinge_sum(img: torch.Tensor, txt: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
+def hinge_sum(img: torch.Tensor, txt: torch.Tensor, margin: float = 0.2,
+              same: torch.Tensor | None = None) -> torch.Tensor:
     """Sum over every negative, both directions, of the hinge ``max(0, margin - s_pos + s_neg)``; mean over
-    the batch."""
+    the batch. ``same`` (bool ``[B, B]``): pairs that are not negatives (another pair with the same caption)."""
     _check_pair(img, txt)
-    i2t, t2i = _margins(img, txt, margin)
+    i2t, t2i = _margins(img, txt, margin, same)
     return (i2t.sum(1) + t2i.sum(0)).mean()
 
 
-def hinge_hardest(img: torch.Tensor, txt: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
-    """VSE++: the hinge of the hardest negative only, both directions; mean over the batch."""
+def hinge_hardest(img: torch.Tensor, txt: torch.Tensor, margin: float = 0.2,
+                  same: torch.Tensor | None = None) -> torch.Tensor:
+    """VSE++: the hinge of the hardest negative only, both directions; mean over the batch (``same`` as in
+    :func:`hinge_sum`)."""
     _check_pair(img, txt)
-    i2t, t2i = _margins(img, txt, margin)
+    i2t, t2i = _margins(img, txt, margin, same)
     return (i2t.amax(1) + t2i.amax(0)).mean()
 
 
@@ -86,17 +94,23 @@ class ImageTextContrastive(Task):
     Args:
         captions: ``[N, P, L]`` token ids (:func:`caption_table`), indexed by the batch's labels.
         loss: one of :data:`LOSSES`; ``margin`` for the hinge losses.
+        skip_duplicates: for the hinge losses, a batch's other pair whose caption is word for word the
+            positive's is not counted as a negative (the generated scenes repeat short captions often, real
+            captions rarely; a hardest "negative" identical to the positive can never be beaten and drags the
+            embeddings together). InfoNCE counts every other pair as a negative, as CLIP does.
     """
 
     metric_names = ("loss", "acc")
 
-    def __init__(self, captions: torch.Tensor, loss: str = "info_nce", margin: float = 0.2):
+    def __init__(self, captions: torch.Tensor, loss: str = "info_nce", margin: float = 0.2,
+                 skip_duplicates: bool = True):
         if loss not in LOSSES:
             raise ValueError(f"loss is one of {', '.join(LOSSES)}, got {loss!r}")
         if not (isinstance(captions, torch.Tensor) and captions.ndim == 3):
             raise ValueError("captions are token ids [scenes, phrasings, length]: build them with "
                              "wb.vl.caption_table(scenes)")
         self.captions, self.loss_name, self.margin = captions, loss, margin
+        self.skip_duplicates = bool(skip_duplicates)
 
     def check_data(self, model: nn.Module, dataset: Any) -> None:
         if not hasattr(model, "encode_text"):
@@ -118,24 +132,28 @@ class ImageTextContrastive(Task):
         else:                  # evaluation: the first (fullest) phrasing
             which = torch.zeros_like(idx)
         tokens = self.captions[idx, which]
-        return model.encode_image(x), model.encode_text(tokens), model.logit_scale
+        same = None
+        if self.skip_duplicates and self.loss_name != "info_nce":
+            same = (tokens[:, None] == tokens[None]).all(-1)              # [B, B]: word for word the same caption
+        return model.encode_image(x), model.encode_text(tokens), model.logit_scale, same
 
     def loss(self, outputs: Any, batch: Any, state: Any = None) -> torch.Tensor:
-        img, txt, scale = outputs
+        img, txt, scale, same = outputs
         if self.loss_name == "info_nce":
             return info_nce(img.float(), txt.float(), scale.clamp(max=4.6052))  # CLIP clips the scale at 100
         fn = hinge_sum if self.loss_name == "hinge_sum" else hinge_hardest
-        return fn(img.float(), txt.float(), self.margin)
+        return fn(img.float(), txt.float(), self.margin, same)
 
     def metrics(self, outputs: Any, batch: Any, loss: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
-        img, txt, _ = outputs
+        img, txt = outputs[0], outputs[1]
         hits = ((img @ txt.T).argmax(1) == torch.arange(len(img), device=img.device)).sum()
         n = len(img)
         return {"loss": loss.detach().double() * n, "acc": hits.double()}, n
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "loss": self.loss_name, "margin": self.margin,
-                "captions": list(self.captions.shape)}
+                "captions": list(self.captions.shape),
+                **({"skip_duplicates": self.skip_duplicates} if self.loss_name != "info_nce" else {})}
 
 
 class CaptionWords(Task):
