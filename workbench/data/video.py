@@ -42,6 +42,7 @@ __all__ = ["MOTIONS", "COLOUR_FAMILIES", "motion_clips", "filmstrip_frames", "fl
 MOTIONS = ("left", "right", "up", "down", "towards", "away", "rotate_cw", "rotate_ccw")
 COLOUR_FAMILIES = ("reddish", "greenish", "bluish")   # the strongest channel of the garment's tint
 LABELS = ("motion", "item", "motion_colour")
+_CHUNK = 1000  # clips rendered at once
 
 
 def filmstrip_frames(images: torch.Tensor, frames: int) -> torch.Tensor:
@@ -121,15 +122,20 @@ def motion_clips(backgrounds: ImageDataset, items: ImageDataset, n: int, frames:
     cos, sin = torch.cos(a) / s, torch.sin(a) / s                      # [N, T]
     theta = torch.stack([torch.stack([cos, sin, -(cos * cx + sin * cy)], -1),
                          torch.stack([-sin, cos, -(-sin * cx + cos * cy)], -1)], -2)  # [N, T, 2, 3]
-    item = items.images[it_idx.to(items.images.device)].to(dev).float() / 255          # [N, 1, h, w]
-    item = item[:, None].expand(n, frames, *item.shape[1:]).reshape(n * frames, *item.shape[1:])
-    grid = F.affine_grid(theta.reshape(n * frames, 2, 3).to(dev), [n * frames, 1, size, size], align_corners=False)
-    alpha = F.grid_sample(item, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    alpha = alpha.view(n, frames, 1, size, size)                                       # [N, T, 1, H, W]
-    bg = backgrounds.images[bg_idx.to(backgrounds.images.device)].to(dev).float()[:, None] / 255  # [N, 1, 3, H, W]
-    clip = bg * (1 - alpha) + tint.to(dev)[:, None, :, None, None] * alpha            # [N, T, 3, H, W]
-    strip = clip.transpose(1, 2).reshape(n, 3, frames * size, size)
-    images = (strip * 255).round().clamp(0, 255).to(torch.uint8)
+    images = torch.empty(n, 3, frames * size, size, dtype=torch.uint8, device=dev)
+    for lo in range(0, n, _CHUNK):   # rendered in chunks: the float intermediates of all clips at once weigh GBs
+        hi = min(lo + _CHUNK, n)
+        m = hi - lo
+        item = items.images[it_idx[lo:hi].to(items.images.device)].to(dev).float() / 255   # [m, 1, h, w]
+        item = item[:, None].expand(m, frames, *item.shape[1:]).reshape(m * frames, *item.shape[1:])
+        grid = F.affine_grid(theta[lo:hi].reshape(m * frames, 2, 3).to(dev), [m * frames, 1, size, size],
+                             align_corners=False)
+        alpha = F.grid_sample(item, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        alpha = alpha.view(m, frames, 1, size, size)                                   # [m, T, 1, H, W]
+        bg = backgrounds.images[bg_idx[lo:hi].to(backgrounds.images.device)].to(dev).float()[:, None] / 255
+        clip = bg * (1 - alpha) + tint[lo:hi].to(dev)[:, None, :, None, None] * alpha  # [m, T, 3, H, W]
+        strip = clip.transpose(1, 2).reshape(m, 3, frames * size, size)
+        images[lo:hi] = (strip * 255).round().clamp(0, 255).to(torch.uint8)
     if label == "motion":
         labels, classes = motion.to(dev), list(MOTIONS)
     elif label == "motion_colour":
