@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "caption_loss": (lambda lg, tok: torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]),
+                                                                        tok[:, 1:].reshape(-1)), "padding"),
     "magnitude_mask": (lambda w, d: (lambda k, m: m.scatter(0, w.flatten().topk(k).indices, 1.0).view(w.shape))(
         round(d * w.numel()), torch.zeros(w.numel())), "not by value"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),

@@ -253,6 +253,12 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write magnitude_mask(weight, density) -> a float tensor shaped like weight: 1.0 at the "
              "round(density * weight.numel()) entries of largest absolute value, 0.0 elsewhere (density in (0, 1]).",
              _checks.magnitude_mask),
+    Exercise("caption_loss", "50_lrcn.ipynb",
+             "Write caption_loss(logits, tokens) -> scalar tensor: a captioner fed tokens[:, :-1] (captions of "
+             "token ids, <bos> first, <eos> after the last word, then padding id 0) returned logits "
+             "[B, L - 1, vocab], its scores at step t for the word after tokens[:, t]. Return the mean next-word "
+             "cross-entropy over the real target words (targets tokens[:, 1:]; a target of 0 is padding and does "
+             "not count).", _checks.caption_loss),
 ]}
 
 

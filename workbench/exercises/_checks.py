@@ -1674,3 +1674,47 @@ def magnitude_mask(fn) -> str | None:
             return f"{where}: you kept the smallest weights; magnitude pruning keeps the largest |w|"
         return f"{where}: expected {want.tolist()}, got {got.tolist()}"
     return None
+
+
+def caption_loss(fn) -> str | None:
+    V = 7
+    g = torch.Generator().manual_seed(0)
+    tok_a = torch.tensor([[1, 4, 5, 2, 0, 0], [1, 3, 2, 0, 0, 0]])      # two captions of different lengths
+    tok_b = torch.tensor([[1, 6, 6, 6, 5, 2]])                           # no padding at all
+    bias = torch.linspace(-1, 2, V)
+    hand_logits = bias.expand(1, 1, V).clone()                           # one step, constant scores
+    hand_tok = torch.tensor([[1, 2]])                                    # <bos> -> <eos>
+    hand = torch.logsumexp(bias, 0) - bias[2]                            # -log softmax(bias)[<eos>]
+    cases = [(torch.randn(2, 5, V, generator=g), tok_a, "two captions with padding", None),
+             (torch.randn(1, 5, V, generator=g), tok_b, "one caption without padding", None),
+             (hand_logits, hand_tok, "a hand-made case: one step, scores linspace(-1, 2, 7), target <eos> (id 2)",
+              hand)]
+    for logits, tokens, what, want in cases:
+        want = ref.caption_loss(logits, tokens) if want is None else want
+        try:
+            got = _attempt(lambda: fn(logits.clone(), tokens.clone()), f"{what} (logits {list(logits.shape)}, "
+                           f"tokens {tokens.tolist()})")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            return f"{what}: return a scalar tensor, got {type(got).__name__}" + (
+                f" of shape {list(got.shape)}" if isinstance(got, torch.Tensor) else "")
+        if torch.allclose(got.float(), torch.as_tensor(want).float(), atol=1e-5):
+            continue
+        where = f"{what}: expected {float(want):.5f}, got {float(got):.5f}"
+        target = tokens[:, 1:]
+        flat = logits.reshape(-1, V)
+        if math.isclose(float(got), float(F.cross_entropy(flat, target.reshape(-1))), rel_tol=1e-5):
+            return f"{where}: padding targets (id 0) are counted; leave them out (ignore_index=0)"
+        if math.isclose(float(got), float(F.cross_entropy(flat, tokens[:, :-1].reshape(-1), ignore_index=0)),
+                        rel_tol=1e-5):
+            return f"{where}: the targets are the NEXT words, tokens[:, 1:], not tokens[:, :-1] (the inputs)"
+        per = F.cross_entropy(flat, target.reshape(-1), ignore_index=0, reduction="none").view_as(target)
+        real = (target != 0).float()
+        by_caption = ((per * real).sum(1) / real.sum(1)).mean()
+        if len(tokens) > 1 and math.isclose(float(got), float(by_caption), rel_tol=1e-5):
+            return f"{where}: that is the mean over captions of each caption's mean; average over all real words"
+        if math.isclose(float(got), float((per * real).sum()), rel_tol=1e-5):
+            return f"{where}: that is the sum; return the mean over the real target words"
+        return where
+    return None

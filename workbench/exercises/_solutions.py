@@ -396,3 +396,9 @@ def magnitude_mask(weight, density) -> torch.Tensor:
     mask = torch.zeros(weight.numel(), dtype=torch.float32)
     mask[weight.detach().abs().flatten().topk(keep).indices] = 1.0
     return mask.view(weight.shape)
+
+
+def caption_loss(logits, tokens):
+    target = tokens[:, 1:]  # the next word at every step; 0 is padding
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                             ignore_index=0)

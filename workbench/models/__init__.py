@@ -4,6 +4,7 @@
 >>> wb.models.list_models("resnet*")[:3]
 ['resnet110', 'resnet14', 'resnet20']
 """
+from . import captioner as _captioner  # noqa: F401
 from . import dense as _dense  # noqa: F401
 from . import halonet as _halonet  # noqa: F401
 from . import hyperzzw as _hyperzzw  # noqa: F401  (registers)

@@ -8,9 +8,10 @@ mean pooling, TS-LSTM and Temporal-Inception heads over per-frame ResNet feature
 ``rnn_sequence``: the same recurrences on float sequences) and the long-memory problems in
 :mod:`wb.data.sequences` (``adding_problem``, ``copy_task``, ``SequenceLoader``).
 """
+from .captioning import *  # noqa: F401,F403
 from .gradients import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
 from .tasks import *  # noqa: F401,F403
-from . import gradients, sparse, tasks
+from . import captioning, gradients, sparse, tasks
 
-__all__ = [*gradients.__all__, *sparse.__all__, *tasks.__all__]
+__all__ = [*captioning.__all__, *gradients.__all__, *sparse.__all__, *tasks.__all__]
