@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "clip_loss": (lambda i, t, s: torch.nn.functional.cross_entropy(torch.tensor(float(s)).exp() * i @ t.T,
+                                                                    torch.arange(len(i))), "one direction only"),
     "caption_loss": (lambda lg, tok: torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]),
                                                                         tok[:, 1:].reshape(-1)), "padding"),
     "magnitude_mask": (lambda w, d: (lambda k, m: m.scatter(0, w.flatten().topk(k).indices, 1.0).view(w.shape))(

@@ -259,6 +259,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "[B, L - 1, vocab], its scores at step t for the word after tokens[:, t]. Return the mean next-word "
              "cross-entropy over the real target words (targets tokens[:, 1:]; a target of 0 is padding and does "
              "not count).", _checks.caption_loss),
+    Exercise("clip_loss", "53_clip.ipynb",
+             "img and txt are L2-normalized embeddings [B, D] of B matching pairs (row i of each belongs together), "
+             "logit_scale a number (the log of the inverse temperature). Write clip_loss(img, txt, logit_scale) -> a "
+             "scalar tensor: with s = exp(logit_scale) * img @ txt.T, the mean of the cross-entropy of each row of s "
+             "against its matching column and of each column against its matching row.", _checks.clip_loss),
 ]}
 
 

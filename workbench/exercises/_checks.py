@@ -1718,3 +1718,42 @@ def caption_loss(fn) -> str | None:
             return f"{where}: that is the sum; return the mean over the real target words"
         return where
     return None
+
+
+def clip_loss(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    unit = lambda *shape: F.normalize(torch.randn(*shape, generator=g, dtype=torch.float64), dim=-1)  # noqa: E731
+    eye = torch.eye(3, dtype=torch.float64)
+    same = unit(1, 4).expand(6, 4).clone()
+    cases = [("3 one-hot pairs, logit_scale 0", eye, eye.clone(), 0.0, math.log(math.e + 2) - 1),   # closed form
+             ("6 identical pairs, logit_scale 2", same, same.clone(), 2.0, math.log(6)),           # every pair alike
+             ("5 random pairs, logit_scale log(1/0.07)", unit(5, 8), unit(5, 8), math.log(1 / 0.07), None),
+             ("4 pairs, logit_scale 1.5", unit(4, 3), unit(4, 3), 1.5, None)]
+    for where, img, txt, scale, exact in cases:
+        want = float(ref.clip_loss(img, txt, scale)) if exact is None else exact
+        try:
+            got = _attempt(lambda: fn(img.clone(), txt.clone(), scale), f"for {where}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            return (f"for {where} return one number as a tensor (the mean loss), got "
+                    f"{getattr(got, 'shape', type(got).__name__)}")
+        got = float(got)
+        if abs(got - want) <= 1e-5 * max(1.0, abs(want)):
+            continue
+        s = math.exp(scale) * img @ txt.T
+        t = torch.arange(len(img))
+        rows, cols = float(F.cross_entropy(s, t)), float(F.cross_entropy(s.T, t))
+        if abs(rows - cols) > 1e-6 and (abs(got - rows) < 1e-5 or abs(got - cols) < 1e-5):
+            return (f"for {where} you gave one direction only: average the cross-entropy over rows (image to text) "
+                    "and over columns (text to image)")
+        if abs(got - len(img) * want) < 1e-5 * len(img):
+            return f"for {where} the loss was summed over the pairs: take the mean over the batch"
+        plain = scale * img @ txt.T
+        if abs(got - (float(F.cross_entropy(plain, t)) + float(F.cross_entropy(plain.T, t))) / 2) < 1e-5:
+            return f"for {where} the similarities were multiplied by logit_scale itself: the scale is exp(logit_scale)"
+        bare = img @ txt.T
+        if abs(got - (float(F.cross_entropy(bare, t)) + float(F.cross_entropy(bare.T, t))) / 2) < 1e-5:
+            return f"for {where} the similarities were not scaled: multiply them by exp(logit_scale) first"
+        return f"for {where} expected {want:.6f}, got {got:.6f}"
+    return None

@@ -402,3 +402,9 @@ def caption_loss(logits, tokens):
     target = tokens[:, 1:]  # the next word at every step; 0 is padding
     return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
                                              ignore_index=0)
+
+
+def clip_loss(img, txt, logit_scale):
+    s = torch.as_tensor(logit_scale, dtype=torch.float64).exp() * img.double() @ txt.double().T   # [B, B]
+    target = torch.arange(len(s))
+    return (F.cross_entropy(s, target) + F.cross_entropy(s.T, target)) / 2

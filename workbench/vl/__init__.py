@@ -9,6 +9,7 @@ from .losses import *  # noqa: F401,F403
 from .zeroshot import *  # noqa: F401,F403
 from .regions import *  # noqa: F401,F403
 from .vild import *  # noqa: F401,F403
-from . import losses, regions, vild, zeroshot
+from .efficiency import *  # noqa: F401,F403
+from . import efficiency, losses, regions, vild, zeroshot
 
-__all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__, *vild.__all__]
+__all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__, *vild.__all__, *efficiency.__all__]
