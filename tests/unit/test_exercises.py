@@ -27,6 +27,8 @@ def _targets_without_crossing(heat, r):
 
 
 WRONG = {
+    "skff_fuse": (lambda streams, scores: (torch.softmax(scores, 2)[..., None, None] * streams).sum(0),
+                  "across the streams"),
     "clip_loss": (lambda i, t, s: torch.nn.functional.cross_entropy(torch.tensor(float(s)).exp() * i @ t.T,
                                                                     torch.arange(len(i))), "one direction only"),
     "caption_loss": (lambda lg, tok: torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]),

@@ -11,7 +11,8 @@ from .metrics import *  # noqa: F401,F403
 from ..models.rvq import ResidualVQ, residual_quantize
 from .tasks import *  # noqa: F401,F403
 from .tokens import *  # noqa: F401,F403
-from . import diffusion, gan, metrics, tasks, tokens
+from .compare import *  # noqa: F401,F403
+from . import compare, diffusion, gan, metrics, tasks, tokens
 
 __all__ = [*metrics.__all__, *tasks.__all__, "ResidualVQ", "residual_quantize", *diffusion.__all__,
-           *gan.__all__, *tokens.__all__]
+           *gan.__all__, *tokens.__all__, *compare.__all__]

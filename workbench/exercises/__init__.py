@@ -264,6 +264,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "logit_scale a number (the log of the inverse temperature). Write clip_loss(img, txt, logit_scale) -> a "
              "scalar tensor: with s = exp(logit_scale) * img @ txt.T, the mean of the cross-entropy of each row of s "
              "against its matching column and of each column against its matching row.", _checks.clip_loss),
+    Exercise("skff_fuse", "55_mirnet.ipynb",
+             "Write skff_fuse(streams, scores) -> tensor [B, C, H, W]: MIRNet's selective kernel feature fusion. "
+             "streams is [n, B, C, H, W] (n streams of features), scores [n, B, C] (a selection score per stream, "
+             "image and channel); turn the scores into weights by a softmax across the streams and return the "
+             "streams' weighted sum.", _checks.skff_fuse),
 ]}
 
 

@@ -1757,3 +1757,39 @@ def clip_loss(fn) -> str | None:
             return f"for {where} the similarities were not scaled: multiply them by exp(logit_scale) first"
         return f"for {where} expected {want:.6f}, got {got:.6f}"
     return None
+
+
+def skff_fuse(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    two = torch.stack([torch.full((1, 2, 2, 2), 1.0), torch.full((1, 2, 2, 2), 3.0)])  # streams of 1s and 3s
+    cases = [(two, torch.zeros(2, 1, 2), "a hand-made case: equal scores average the streams (2.0 everywhere)"),
+             (two, torch.tensor([[[0.0, 100.0]], [[100.0, 0.0]]]),
+              "a hand-made case: channel 0 takes stream 1 (3.0), channel 1 stream 0 (1.0)"),
+             (torch.randn(3, 2, 4, 5, 5, generator=g), torch.randn(3, 2, 4, generator=g), "three streams, random"),
+             (torch.randn(2, 3, 1, 3, 3, generator=g), torch.randn(2, 3, 1, generator=g), "one channel"),
+             (torch.randn(1, 2, 3, 2, 2, generator=g), torch.randn(1, 2, 3, generator=g), "a single stream: itself")]
+    for streams, scores, what in cases:
+        want = ref.skff_fuse(streams, scores)
+        try:
+            got = _attempt(lambda: fn(streams.clone(), scores.clone()), f"{what} (streams {tuple(streams.shape)})")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor):
+            return f"{what}: return a tensor [B, C, H, W], got {type(got).__name__}"
+        if got.shape != want.shape:
+            return f"{what}: expected shape {tuple(want.shape)} ([B, C, H, W]), got {tuple(got.shape)}"
+        if torch.allclose(got.float(), want, atol=1e-5):
+            continue
+        close = lambda v: v.shape == got.shape and torch.allclose(got.float(), v, atol=1e-5)  # noqa: E731
+        where = f"{what}: wrong values"
+        if scores.shape[2] > 1 and close((torch.softmax(scores, 2)[..., None, None] * streams).sum(0)):
+            return f"{where}: the softmax runs across the streams (dim 0 of scores), not across the channels"
+        if close(streams.sum(0)) or close(streams.mean(0)):
+            return f"{where}: weight the streams by the softmax of their scores, not all alike"
+        if close((torch.sigmoid(scores)[..., None, None] * streams).sum(0)):
+            return f"{where}: a softmax across the streams (weights summing to 1), not a sigmoid per stream"
+        if close((scores[..., None, None] * streams).sum(0)):
+            return f"{where}: turn the scores into weights with a softmax across the streams first"
+        return (f"{where}: expected {want.flatten()[:4].tolist()}..., got {got.flatten()[:4].tolist()}... (the weights "
+                "[n, B, C] multiply the streams [n, B, C, H, W] once given two trailing dimensions: w[..., None, None])")
+    return None

@@ -408,3 +408,8 @@ def clip_loss(img, txt, logit_scale):
     s = torch.as_tensor(logit_scale, dtype=torch.float64).exp() * img.double() @ txt.double().T   # [B, B]
     target = torch.arange(len(s))
     return (F.cross_entropy(s, target) + F.cross_entropy(s.T, target)) / 2
+
+
+def skff_fuse(streams: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    weights = torch.softmax(scores, dim=0)                    # [n, B, C]: across the streams
+    return (weights[..., None, None] * streams).sum(0)        # [B, C, H, W]

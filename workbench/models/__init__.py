@@ -39,7 +39,7 @@ from .poincare_resnet import PoincareResNet
 from .recurrent import SequenceClassifier, SequenceModel, read_sequence
 from .resformer import ResFormer
 from .resnet_cifar import BasicBlock, CifarResNet
-from .restore import DPENet, MIRNet, DiT
+from .restore import DPENet, MIRNet, DiT, ResidualDenoiser
 from .retention import RMT, ManhattanAttention
 from .simplenet import SimpleNet
 from .summary import ModelSummary, summary, summary_table
@@ -57,5 +57,5 @@ __all__ = [
     "RMT", "ManhattanAttention",
     "HaloAttention", "HaloNet", "ResFormer", "SequenceClassifier", "SequenceModel", "read_sequence", "VideoClassifier",
     "frame_differences", "TextEncoder", "TwoTower", "VQANet", "SegResNet", "HRNet", "UNet", "SRResNet",
-    "SRDiscriminator", "RVQAutoencoder", "MIRNet", "DPENet", "DiT", "TokenStackGenerator",
+    "SRDiscriminator", "RVQAutoencoder", "MIRNet", "DPENet", "DiT", "ResidualDenoiser", "TokenStackGenerator",
 ]

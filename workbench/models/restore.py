@@ -12,6 +12,8 @@ diffusion transformer with a multi-resolution variant.
   widen the field cheaply) and subtracts the predicted rain layer; stage two, a detail-reconstruction network
   of residual blocks, adds back the detail that removing rain smoothed away. ``stages=1`` is the rain-removal
   stage alone. ``hook_stage1`` holds the first stage's output.
+* ``residual_denoiser``: the single-resolution baseline: residual blocks at full resolution and a global
+  residual (DnCNN-like residual learning, no BatchNorm).
 * ``dit_tiny``: a diffusion transformer in miniature (Peebles & Xie, arXiv:2212.09748): the noisy image cut
   into patches, transformer blocks conditioned on the timestep by adaptive layer normalization (scale, shift
   and gate from the time embedding), the noise predicted per patch. ``multires=True`` is the DiMR idea (Liu et
@@ -157,6 +159,41 @@ class DPENet(WorkbenchModel):
 def dpenet_tiny(in_chans: int = 3, width: int = 16, stages: int = 2, detail_blocks: int = 3) -> DPENet:
     """Heavy rain removal in two stages: dilated dense residual rain removal, then detail reconstruction."""
     return DPENet(in_chans, width, stages, detail_blocks)
+
+
+class _DenoiserBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResidualDenoiser(WorkbenchModel):
+    """Head conv, ``blocks`` residual blocks of ``width`` channels at full resolution, tail conv; the output is
+    the input plus the tail's correction (residual learning)."""
+
+    def __init__(self, in_chans: int = 3, width: int = 32, blocks: int = 4):
+        super().__init__()
+        for name, v, least in (("width", width, 1), ("blocks", blocks, 0), ("in_chans", in_chans, 1)):
+            if not (isinstance(v, int) and v >= least):
+                raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+        self.in_chans, self.num_classes = in_chans, in_chans
+        self.head = nn.Conv2d(in_chans, width, 3, padding=1)
+        self.blocks = nn.Sequential(*[_DenoiserBlock(width) for _ in range(blocks)])
+        self.hook_features = HookPoint()
+        self.tail = nn.Conv2d(width, in_chans, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return x + self.tail(self.hook_features(self.blocks(self.head(x))))  # [B, C, H, W]
+
+
+@register_model
+def residual_denoiser(in_chans: int = 3, width: int = 32, blocks: int = 4) -> ResidualDenoiser:
+    """A single-resolution residual denoiser (residual blocks, global residual; DnCNN-like, no BN)."""
+    return ResidualDenoiser(in_chans, width, blocks)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
