@@ -23,14 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.loader import random_stream
-from ..train.tasks import Task
+from ..train.tasks import StepRandomness, Task
 
 __all__ = ["NoiseSchedule", "ddpm_sample", "ddim_sample", "Denoising"]
 
 _NOISE_STREAM = 0xD1F
-
-_EVAL_SEED = 4242
 
 SCHEDULES = ("linear", "cosine")
 
@@ -103,7 +100,7 @@ def ddim_sample(eps_model: Callable, schedule: NoiseSchedule, shape: tuple[int, 
     return x
 
 
-class Denoising(Task):
+class Denoising(StepRandomness, Task):
     """Ho et al.'s simple loss as a ``wb.fit`` task: for a batch of images ``x_0`` (a ``wb.Loader`` of an image
     dataset; the labels are not used) draw ``t ~ U{1..T}`` and ``noise ~ N(0, I)`` per image, and train
     ``model(x_t, t)`` (e.g. ``wb.create_model("dit_tiny")``) to predict the noise: ``mean ||noise - eps||^2``.
@@ -118,7 +115,6 @@ class Denoising(Task):
         if not isinstance(schedule, NoiseSchedule):
             raise ValueError(f"Denoising needs a wb.dense.NoiseSchedule, got {type(schedule).__name__}")
         self.schedule = schedule
-        self._eval_calls = 0
 
     def check_data(self, model: nn.Module, dataset: Any) -> None:
         steps = getattr(model, "steps", None)
@@ -141,12 +137,7 @@ class Denoising(Task):
 
     def forward(self, model: nn.Module, batch: Any, state: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         x0 = batch[0]
-        if state is not None:
-            gen = random_stream(state.seed, _NOISE_STREAM, state.step)
-        else:
-            self._eval_calls += 1
-            gen = random_stream(_EVAL_SEED, _NOISE_STREAM, self._eval_calls)
-        t, noise = self.draw(x0, gen)
+        t, noise = self.draw(x0, self.generator(state, _NOISE_STREAM))
         return model(self.schedule.q_sample(x0, t, noise), t), noise
 
     def loss(self, outputs: tuple[torch.Tensor, torch.Tensor], batch: Any, state: Any = None) -> torch.Tensor:
@@ -155,10 +146,6 @@ class Denoising(Task):
             raise ValueError(f"the model returned {tuple(eps.shape)} for noise of {tuple(noise.shape)}: a noise "
                              "predictor outputs the shape of its input")
         return F.mse_loss(eps.float(), noise.float())
-
-    def evaluate(self, model: nn.Module, loader: Any, precision: str = "fp32") -> dict[str, float]:
-        self._eval_calls = 0   # the same draws at every evaluation: the test loss is comparable across epochs
-        return super().evaluate(model, loader, precision)
 
     def config(self) -> dict[str, Any]:
         s = self.schedule

@@ -32,13 +32,12 @@ from torch import nn
 
 from ..data.loader import TensorLoader, random_stream
 from ..models.rvq import residual_quantize
-from ..train.tasks import Task
+from ..train.tasks import StepRandomness, Task
 
 __all__ = ["TokenData", "TokenLoader", "encode_tokens", "depthwise_known", "MaskedTokens", "sample_tokens",
            "reveal_schedule"]
 
 _MASK_STREAM = 0x70C
-_EVAL_SEED = 2024
 
 
 @dataclass
@@ -119,15 +118,12 @@ def reveal_schedule(total: int, steps: int) -> list[int]:
     return left
 
 
-class MaskedTokens(Task):
+class MaskedTokens(StepRandomness, Task):
     """Masked code-stack modelling for ``rvq_generator`` (``head="tokens"`` or ``"collective"``, see the module
     docstring). A batch is ``(codes,)`` from a :class:`TokenLoader`. Metric ``loss``: per masked code
     (cross-entropy, nats) or per masked position and dimension (Gaussian NLL, nats)."""
 
     metric_names = ("loss",)
-
-    def __init__(self) -> None:
-        self._eval_calls = 0
 
     def check_data(self, model: nn.Module, dataset: Any) -> None:
         if not hasattr(model, "partial_sum"):
@@ -153,12 +149,7 @@ class MaskedTokens(Task):
 
     def forward(self, model: nn.Module, batch: Any, state: Any = None):
         codes = batch[0]
-        if state is not None:
-            gen = random_stream(state.seed, _MASK_STREAM, state.step)
-        else:
-            self._eval_calls += 1
-            gen = random_stream(_EVAL_SEED, _MASK_STREAM, self._eval_calls)
-        known = self.draw_known(codes, gen)
+        known = self.draw_known(codes, self.generator(state, _MASK_STREAM))
         return model(codes, known), known, model
 
     def loss(self, outputs, batch: Any, state: Any = None) -> torch.Tensor:
@@ -179,9 +170,6 @@ class MaskedTokens(Task):
         n = len(batch[0])
         return {"loss": loss.detach().double() * n}, n
 
-    def evaluate(self, model: nn.Module, loader: Any, precision: str = "fp32") -> dict[str, float]:
-        self._eval_calls = 0   # the same masks at every evaluation
-        return super().evaluate(model, loader, precision)
 
 
 @torch.no_grad()

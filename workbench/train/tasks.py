@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Task", "Classification", "classification_loss", "check_image_batch", "check_data_fits_model"]
+__all__ = ["Task", "StepRandomness", "Classification", "classification_loss", "check_image_batch", "check_data_fits_model"]
 
 
 class Task:
@@ -81,6 +81,28 @@ class Task:
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
+
+
+class StepRandomness:
+    """For a task whose forward pass draws random numbers (noise levels, masks): :meth:`generator` gives a CPU
+    generator that is a pure function of ``(fit's seed, stream, step)`` in training, so a resumed run draws what
+    the uninterrupted one did, and of a call counter in evaluation, reset at every :meth:`evaluate`, so every
+    evaluation of a model sees the same draws for the same batches. Put it before :class:`Task` in the bases."""
+
+    eval_seed: int = 4242
+    _eval_calls: int = 0
+
+    def generator(self, state: Any, stream: int) -> torch.Generator:
+        from ..data.loader import random_stream
+
+        if state is not None:
+            return random_stream(state.seed, stream, state.step)
+        self._eval_calls += 1
+        return random_stream(self.eval_seed, stream, self._eval_calls)
+
+    def evaluate(self, model: nn.Module, loader: Any, precision: str = "fp32") -> dict[str, float]:
+        self._eval_calls = 0
+        return super().evaluate(model, loader, precision)
 
 
 def autocast(dev: torch.device, precision: str):
