@@ -26,7 +26,16 @@ def _targets_without_crossing(heat, r):
     return torch.zeros_like(share).scatter(1, order, (torch.cumsum(ranked, 1) <= r + 1e-9).to(share.dtype))
 
 
+def _share_with_dc(image, cutoff):  # a typical mistake: the image's mean (frequency zero) in the denominator
+    power = torch.fft.fft2(image.double()).abs() ** 2
+    h, w = image.shape
+    radius = torch.sqrt(torch.fft.fftfreq(h, 1 / h)[:, None] ** 2 + torch.fft.fftfreq(w, 1 / w)[None, :] ** 2).round()
+    keep = radius <= min(h, w) // 2
+    return float(power[keep & (radius >= cutoff)].sum() / power[keep].sum())
+
+
 WRONG = {
+    "high_frequency_share": (lambda im, c: _share_with_dc(im, c), "frequency zero"),
     "skff_fuse": (lambda streams, scores: (torch.softmax(scores, 2)[..., None, None] * streams).sum(0),
                   "across the streams"),
     "clip_loss": (lambda i, t, s: torch.nn.functional.cross_entropy(torch.tensor(float(s)).exp() * i @ t.T,

@@ -12,7 +12,8 @@ from ..models.rvq import ResidualVQ, residual_quantize
 from .tasks import *  # noqa: F401,F403
 from .tokens import *  # noqa: F401,F403
 from .compare import *  # noqa: F401,F403
-from . import compare, diffusion, gan, metrics, tasks, tokens
+from .spectrum import *  # noqa: F401,F403
+from . import compare, diffusion, gan, metrics, spectrum, tasks, tokens
 
 __all__ = [*metrics.__all__, *tasks.__all__, "ResidualVQ", "residual_quantize", *diffusion.__all__,
-           *gan.__all__, *tokens.__all__, *compare.__all__]
+           *gan.__all__, *tokens.__all__, *compare.__all__, *spectrum.__all__]

@@ -269,6 +269,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "streams is [n, B, C, H, W] (n streams of features), scores [n, B, C] (a selection score per stream, "
              "image and channel); turn the scores into weights by a softmax across the streams and return the "
              "streams' weighted sum.", _checks.skff_fuse),
+    Exercise("high_frequency_share", "54_srgan.ipynb",
+             "Write high_frequency_share(image, cutoff) -> float: for a float image [H, W], the share of its power "
+             "|FFT2(image)|^2 at radius round(sqrt(fy^2 + fx^2)) >= cutoff (cycles per image, frequency zero at "
+             "[0, 0], radii up to min(H, W) // 2 kept) among its power at radius >= 1; 0.0 when there is none.",
+             _checks.high_frequency_share),
 ]}
 
 

@@ -1793,3 +1793,59 @@ def skff_fuse(fn) -> str | None:
         return (f"{where}: expected {want.flatten()[:4].tolist()}..., got {got.flatten()[:4].tolist()}... (the weights "
                 "[n, B, C] multiply the streams [n, B, C, H, W] once given two trailing dimensions: w[..., None, None])")
     return None
+
+
+def _share_variant(image, cutoff, dc=False, strict=False, corners=False) -> float:
+    """Known mistakes of high_frequency_share, to name them: frequency zero in the denominator, radius > cutoff,
+    the corners beyond min(H, W) // 2 kept."""
+    x = torch.as_tensor(image, dtype=torch.float64)
+    h, w = x.shape
+    power = torch.fft.fft2(x).abs() ** 2
+    fy, fx = torch.fft.fftfreq(h, 1 / h).double(), torch.fft.fftfreq(w, 1 / w).double()
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2).round()
+    keep = torch.ones_like(radius, dtype=torch.bool) if corners else radius <= min(h, w) // 2
+    high = keep & ((radius > cutoff) if strict else (radius >= cutoff))
+    den = power[keep & (radius >= (0 if dc else 1))].sum()
+    return float(power[high].sum() / den) if den > 0 else 0.0
+
+
+def high_frequency_share(fn) -> str | None:
+    def cos(h, w, a, b):
+        y, x = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                              indexing="ij")
+        return torch.cos(2 * math.pi * (a * y / h + b * x / w))
+
+    g = torch.Generator().manual_seed(0)
+    rand = torch.rand(16, 12, generator=g, dtype=torch.float64)
+    cases = [(cos(32, 32, 2, 0) + cos(32, 32, 0, 7) + 0.5, 4,
+              "a hand-made image: equal cosines at radii 2 and 7 plus a mean of 0.5, cutoff 4 (0.5 by hand)"),
+             (cos(32, 32, 3, 4), 5, "one cosine at radius 5 (fy = 3, fx = 4), cutoff 5 (1.0 by hand)"),
+             (cos(32, 32, 3, 4), 6, "one cosine at radius 5, cutoff 6 (0.0 by hand)"),
+             (rand, 1, "a random 16 x 12 image, cutoff 1"), (rand, 3, "a random 16 x 12 image, cutoff 3"),
+             (rand, 6, "a random 16 x 12 image, cutoff 6 (its largest ring)"),
+             (torch.full((8, 8), 0.3, dtype=torch.float64), 2, "a constant image (no power away from zero)")]
+    for image, cutoff, what in cases:
+        want = ref.high_frequency_share(image, cutoff)
+        try:
+            got = _attempt(lambda: fn(image.clone(), cutoff), what, zero_division=(
+                "the function divided by zero: an image with no power away from frequency zero has share 0.0"))
+        except _Raised as e:
+            return str(e)
+        try:
+            got = float(got)
+        except (TypeError, ValueError):
+            return f"{what}: return one number (a float), got {type(got).__name__}"
+        if math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+            continue
+        where = f"{what}: expected {want:.6g}, got {got:.6g}"
+        if got != got:
+            return f"{where}: an image with no power away from frequency zero has share 0.0, not 0 / 0"
+        if math.isclose(got, _share_variant(image, cutoff, dc=True), rel_tol=1e-6, abs_tol=1e-9):
+            return f"{where}: leave frequency zero (the image's mean) out of the denominator: radius >= 1 only"
+        if math.isclose(got, _share_variant(image, cutoff, strict=True), rel_tol=1e-6, abs_tol=1e-9):
+            return f"{where}: count the ring at the cutoff itself: radius >= cutoff, not > cutoff"
+        if math.isclose(got, _share_variant(image, cutoff, corners=True), rel_tol=1e-6, abs_tol=1e-9):
+            return f"{where}: keep only the radii up to min(H, W) // 2; the corners of the spectrum beyond are left out"
+        return (f"{where}: radii are in cycles per image (torch.fft.fftfreq(H, 1 / H)), rounded to whole numbers, "
+                "with frequency zero at index [0, 0] (no fftshift)")
+    return None

@@ -413,3 +413,14 @@ def clip_loss(img, txt, logit_scale):
 def skff_fuse(streams: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     weights = torch.softmax(scores, dim=0)                    # [n, B, C]: across the streams
     return (weights[..., None, None] * streams).sum(0)        # [B, C, H, W]
+
+
+def high_frequency_share(image, cutoff) -> float:
+    x = torch.as_tensor(image, dtype=torch.float64)
+    h, w = x.shape
+    power = torch.fft.fft2(x).abs() ** 2                                   # frequency zero at [0, 0]
+    fy, fx = torch.fft.fftfreq(h, 1 / h).double(), torch.fft.fftfreq(w, 1 / w).double()  # cycles per image
+    radius = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2).round()
+    keep = radius <= min(h, w) // 2                                         # the corners beyond are left out
+    detail = power[keep & (radius >= 1)].sum()                             # the mean (radius 0) left out
+    return float(power[keep & (radius >= cutoff)].sum() / detail) if detail > 0 else 0.0
