@@ -35,6 +35,7 @@ def _share_with_dc(image, cutoff):  # a typical mistake: the image's mean (frequ
 
 
 WRONG = {
+    "segment_means": (lambda f, s: torch.stack([c.mean(1) for c in f.chunk(s, 1)], 1), r"torch\.chunk"),
     "high_frequency_share": (lambda im, c: _share_with_dc(im, c), "frequency zero"),
     "skff_fuse": (lambda streams, scores: (torch.softmax(scores, 2)[..., None, None] * streams).sum(0),
                   "across the streams"),

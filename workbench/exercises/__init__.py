@@ -274,6 +274,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "|FFT2(image)|^2 at radius round(sqrt(fy^2 + fx^2)) >= cutoff (cycles per image, frequency zero at "
              "[0, 0], radii up to min(H, W) // 2 kept) among its power at radius >= 1; 0.0 when there is none.",
              _checks.high_frequency_share),
+    Exercise("segment_means", "51_ts_lstm.ipynb",
+             "Write segment_means(f, segments) -> tensor [B, segments, F]: f is [B, T, F] per-frame features and "
+             "1 <= segments <= T; cut the frames, in order, into `segments` contiguous segments whose lengths differ "
+             "by at most one, the longer first (8 in 3: 3, 3, 2; 7 in 3: 3, 2, 2; as torch.tensor_split), and return "
+             "each segment's mean feature vector.", _checks.segment_means),
 ]}
 
 

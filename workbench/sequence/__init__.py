@@ -12,6 +12,7 @@ from .captioning import *  # noqa: F401,F403
 from .gradients import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
 from .tasks import *  # noqa: F401,F403
-from . import captioning, gradients, sparse, tasks
+from .features import *  # noqa: F401,F403
+from . import captioning, features, gradients, sparse, tasks
 
-__all__ = [*captioning.__all__, *gradients.__all__, *sparse.__all__, *tasks.__all__]
+__all__ = [*captioning.__all__, *gradients.__all__, *sparse.__all__, *tasks.__all__, *features.__all__]
