@@ -35,16 +35,6 @@ def _share_with_dc(image, cutoff):  # a typical mistake: the image's mean (frequ
 
 
 WRONG = {
-    "segment_means": (lambda f, s: torch.stack([c.mean(1) for c in f.chunk(s, 1)], 1), r"torch\.chunk"),
-    "high_frequency_share": (lambda im, c: _share_with_dc(im, c), "frequency zero"),
-    "skff_fuse": (lambda streams, scores: (torch.softmax(scores, 2)[..., None, None] * streams).sum(0),
-                  "across the streams"),
-    "clip_loss": (lambda i, t, s: torch.nn.functional.cross_entropy(torch.tensor(float(s)).exp() * i @ t.T,
-                                                                    torch.arange(len(i))), "one direction only"),
-    "caption_loss": (lambda lg, tok: torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]),
-                                                                        tok[:, 1:].reshape(-1)), "padding"),
-    "magnitude_mask": (lambda w, d: (lambda k, m: m.scatter(0, w.flatten().topk(k).indices, 1.0).view(w.shape))(
-        round(d * w.numel()), torch.zeros(w.numel())), "not by value"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
                           "every row"),
@@ -58,6 +48,16 @@ WRONG = {
     "annealed_std": (lambda step, eta, gamma=0.55: eta / (1 + step) ** gamma, "the variance"),
     "linear_drop_rates": (lambda n, p: [p * i / n for i in range(n, 0, -1)], "reversed"),
     "gradient_ratio": (lambda a, k: a * k, "not a \\* k"),
+    "caption_loss": (lambda lg, tok: torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]),
+                                                                        tok[:, 1:].reshape(-1)), "padding"),
+    "segment_means": (lambda f, s: torch.stack([c.mean(1) for c in f.chunk(s, 1)], 1), r"torch\.chunk"),
+    "magnitude_mask": (lambda w, d: (lambda k, m: m.scatter(0, w.flatten().topk(k).indices, 1.0).view(w.shape))(
+        round(d * w.numel()), torch.zeros(w.numel())), "not by value"),
+    "clip_loss": (lambda i, t, s: torch.nn.functional.cross_entropy(torch.tensor(float(s)).exp() * i @ t.T,
+                                                                    torch.arange(len(i))), "one direction only"),
+    "high_frequency_share": (lambda im, c: _share_with_dc(im, c), "frequency zero"),
+    "skff_fuse": (lambda streams, scores: (torch.softmax(scores, 2)[..., None, None] * streams).sum(0),
+                  "across the streams"),
     "linear_scaled_lr": (lambda base_lr, base_batch, batch, warmup_steps, step: base_lr * batch / base_batch * (
         min(1.0, step / warmup_steps) if warmup_steps else 1.0), "0-based"),
     "kernel_recursion_relu": (lambda k1, c_w, c_b, depth: list(__import__("itertools").accumulate(

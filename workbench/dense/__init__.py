@@ -5,14 +5,14 @@ field, restoration as a ``wb.fit`` task, residual vector quantization, generatin
 The data live in :mod:`wb.data` (``degrade``, ``paired`` and ``PairLoader`` for ``(degraded, clean)`` pairs;
 ``make_scenes`` for segmentation masks).
 """
+from .compare import *  # noqa: F401,F403
 from .diffusion import *  # noqa: F401,F403
 from .gan import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
+from .spectrum import *  # noqa: F401,F403
 from ..models.rvq import ResidualVQ, residual_quantize
 from .tasks import *  # noqa: F401,F403
 from .tokens import *  # noqa: F401,F403
-from .compare import *  # noqa: F401,F403
-from .spectrum import *  # noqa: F401,F403
 from . import compare, diffusion, gan, metrics, spectrum, tasks, tokens
 
 __all__ = [*metrics.__all__, *tasks.__all__, "ResidualVQ", "residual_quantize", *diffusion.__all__,

@@ -249,36 +249,36 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "Write gradient_ratio(a, k) -> float: for the linear recurrence h_t = a h_{t-1} + x_t, the factor "
              "|d loss / d h_{T-k}| / |d loss / d h_T| (k >= 0 steps back from the last step T).",
              _checks.gradient_ratio),
-    Exercise("magnitude_mask", "52_sparse_rnn.ipynb",
-             "Write magnitude_mask(weight, density) -> a float tensor shaped like weight: 1.0 at the "
-             "round(density * weight.numel()) entries of largest absolute value, 0.0 elsewhere (density in (0, 1]).",
-             _checks.magnitude_mask),
     Exercise("caption_loss", "50_lrcn.ipynb",
              "Write caption_loss(logits, tokens) -> scalar tensor: a captioner fed tokens[:, :-1] (captions of "
              "token ids, <bos> first, <eos> after the last word, then padding id 0) returned logits "
              "[B, L - 1, vocab], its scores at step t for the word after tokens[:, t]. Return the mean next-word "
              "cross-entropy over the real target words (targets tokens[:, 1:]; a target of 0 is padding and does "
              "not count).", _checks.caption_loss),
-    Exercise("clip_loss", "53_clip.ipynb",
-             "img and txt are L2-normalized embeddings [B, D] of B matching pairs (row i of each belongs together), "
-             "logit_scale a number (the log of the inverse temperature). Write clip_loss(img, txt, logit_scale) -> a "
-             "scalar tensor: with s = exp(logit_scale) * img @ txt.T, the mean of the cross-entropy of each row of s "
-             "against its matching column and of each column against its matching row.", _checks.clip_loss),
-    Exercise("skff_fuse", "55_mirnet.ipynb",
-             "Write skff_fuse(streams, scores) -> tensor [B, C, H, W]: MIRNet's selective kernel feature fusion. "
-             "streams is [n, B, C, H, W] (n streams of features), scores [n, B, C] (a selection score per stream, "
-             "image and channel); turn the scores into weights by a softmax across the streams and return the "
-             "streams' weighted sum.", _checks.skff_fuse),
-    Exercise("high_frequency_share", "54_srgan.ipynb",
-             "Write high_frequency_share(image, cutoff) -> float: for a float image [H, W], the share of its power "
-             "|FFT2(image)|^2 at radius round(sqrt(fy^2 + fx^2)) >= cutoff (cycles per image, frequency zero at "
-             "[0, 0], radii up to min(H, W) // 2 kept) among its power at radius >= 1; 0.0 when there is none.",
-             _checks.high_frequency_share),
     Exercise("segment_means", "51_ts_lstm.ipynb",
              "Write segment_means(f, segments) -> tensor [B, segments, F]: f is [B, T, F] per-frame features and "
              "1 <= segments <= T; cut the frames, in order, into `segments` contiguous segments whose lengths differ "
              "by at most one, the longer first (8 in 3: 3, 3, 2; 7 in 3: 3, 2, 2; as torch.tensor_split), and return "
              "each segment's mean feature vector.", _checks.segment_means),
+    Exercise("magnitude_mask", "52_sparse_rnn.ipynb",
+             "Write magnitude_mask(weight, density) -> a float tensor shaped like weight: 1.0 at the "
+             "round(density * weight.numel()) entries of largest absolute value, 0.0 elsewhere (density in (0, 1]).",
+             _checks.magnitude_mask),
+    Exercise("clip_loss", "53_clip.ipynb",
+             "img and txt are L2-normalized embeddings [B, D] of B matching pairs (row i of each belongs together), "
+             "logit_scale a number (the log of the inverse temperature). Write clip_loss(img, txt, logit_scale) -> a "
+             "scalar tensor: with s = exp(logit_scale) * img @ txt.T, the mean of the cross-entropy of each row of s "
+             "against its matching column and of each column against its matching row.", _checks.clip_loss),
+    Exercise("high_frequency_share", "54_srgan.ipynb",
+             "Write high_frequency_share(image, cutoff) -> float: for a float image [H, W], the share of its power "
+             "|FFT2(image)|^2 at radius round(sqrt(fy^2 + fx^2)) >= cutoff (cycles per image, frequency zero at "
+             "[0, 0], radii up to min(H, W) // 2 kept) among its power at radius >= 1; 0.0 when there is none.",
+             _checks.high_frequency_share),
+    Exercise("skff_fuse", "55_mirnet.ipynb",
+             "Write skff_fuse(streams, scores) -> tensor [B, C, H, W]: MIRNet's selective kernel feature fusion. "
+             "streams is [n, B, C, H, W] (n streams of features), scores [n, B, C] (a selection score per stream, "
+             "image and channel); turn the scores into weights by a softmax across the streams and return the "
+             "streams' weighted sum.", _checks.skff_fuse),
 ]}
 
 

@@ -1676,6 +1676,56 @@ def magnitude_mask(fn) -> str | None:
     return None
 
 
+def segment_means(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    # by hand: 5 frames holding 0, 1, 2, 3, 4 in 2 segments: frames (0, 1, 2) and (3, 4), means 1 and 3.5
+    by_hand = torch.arange(5.0).view(1, 5, 1)
+    if not torch.equal(ref.segment_means(by_hand, 2), torch.tensor([[[1.0], [3.5]]])):
+        raise AssertionError("the reference solution disagrees with the worked example")
+    cases = [(by_hand, 2, "the hand-made case 0, 1, 2, 3, 4 in 2 segments (means 1 and 3.5)"),
+             (torch.randn(3, 8, 4, generator=g), 3, "8 frames in 3 segments (3, 3, 2)"),
+             (torch.randn(2, 7, 5, generator=g), 3, "7 frames in 3 segments (3, 2, 2)"),
+             (torch.randn(2, 6, 3, generator=g), 4, "6 frames in 4 segments (2, 2, 1, 1)"),
+             (torch.randn(2, 6, 3, generator=g), 1, "one segment: the mean over all frames"),
+             (torch.randn(1, 4, 2, generator=g), 4, "as many segments as frames: the frames themselves")]
+    for f, s, what in cases:
+        want = ref.segment_means(f, s)
+        try:
+            got = _attempt(lambda: fn(f.clone(), s), f"{what}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            shape = list(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            hint = (": torch.chunk gives fewer chunks than asked when they do not divide evenly; torch.tensor_split "
+                    "gives exactly `segments`" if isinstance(got, torch.Tensor) and got.ndim == 3 and got.shape[1] < s
+                    else "")
+            return f"{what}: return [B, segments, F] = {list(want.shape)}, got {shape}{hint}"
+        got = got.detach().to(want.dtype)
+        if torch.allclose(got, want, atol=1e-5):
+            continue
+        T = f.shape[1]
+
+        def means(sizes):
+            return torch.stack([c.mean(1) for c in torch.split(f, sizes, dim=1)], 1)
+
+        chunks = [c.shape[1] for c in torch.chunk(f, s, dim=1)]
+        if len(chunks) == s and torch.allclose(got, means(chunks), atol=1e-5):
+            return (f"{what}: your segments have {chunks} frames (torch.chunk's sizes); the lengths must differ by at "
+                    "most one, the longer first, as torch.tensor_split cuts them")
+        if T % s and torch.allclose(got, means([T // s] * (s - 1) + [T - T // s * (s - 1)]), atol=1e-5):
+            return f"{what}: the leftover frames all went to the last segment; spread them, one each, over the first ones"
+        if T % s and torch.allclose(got, means([T // s] * s + [T % s])[:, :s], atol=1e-5):
+            return f"{what}: the last {T % s} frame(s) were dropped; every frame belongs to a segment"
+        sizes_desc = [c.shape[1] for c in torch.tensor_split(f, s, dim=1)]
+        if torch.allclose(got, means(list(reversed(sizes_desc))), atol=1e-5):
+            return f"{what}: the shorter segments come last, not first"
+        sizes = torch.tensor(sizes_desc, dtype=want.dtype)
+        if torch.allclose(got, want * sizes[None, :, None], atol=1e-5):
+            return f"{what}: these are the segments' sums; divide each by its number of frames"
+        return f"{what}: the values differ from the segment means by up to {float((got - want).abs().max()):.3g}"
+    return None
+
+
 def caption_loss(fn) -> str | None:
     V = 7
     g = torch.Generator().manual_seed(0)
@@ -1848,54 +1898,4 @@ def high_frequency_share(fn) -> str | None:
             return f"{where}: keep only the radii up to min(H, W) // 2; the corners of the spectrum beyond are left out"
         return (f"{where}: radii are in cycles per image (torch.fft.fftfreq(H, 1 / H)), rounded to whole numbers, "
                 "with frequency zero at index [0, 0] (no fftshift)")
-    return None
-
-
-def segment_means(fn) -> str | None:
-    g = torch.Generator().manual_seed(0)
-    # by hand: 5 frames holding 0, 1, 2, 3, 4 in 2 segments: frames (0, 1, 2) and (3, 4), means 1 and 3.5
-    by_hand = torch.arange(5.0).view(1, 5, 1)
-    if not torch.equal(ref.segment_means(by_hand, 2), torch.tensor([[[1.0], [3.5]]])):
-        raise AssertionError("the reference solution disagrees with the worked example")
-    cases = [(by_hand, 2, "the hand-made case 0, 1, 2, 3, 4 in 2 segments (means 1 and 3.5)"),
-             (torch.randn(3, 8, 4, generator=g), 3, "8 frames in 3 segments (3, 3, 2)"),
-             (torch.randn(2, 7, 5, generator=g), 3, "7 frames in 3 segments (3, 2, 2)"),
-             (torch.randn(2, 6, 3, generator=g), 4, "6 frames in 4 segments (2, 2, 1, 1)"),
-             (torch.randn(2, 6, 3, generator=g), 1, "one segment: the mean over all frames"),
-             (torch.randn(1, 4, 2, generator=g), 4, "as many segments as frames: the frames themselves")]
-    for f, s, what in cases:
-        want = ref.segment_means(f, s)
-        try:
-            got = _attempt(lambda: fn(f.clone(), s), f"{what}")
-        except _Raised as e:
-            return str(e)
-        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
-            shape = list(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            hint = (": torch.chunk gives fewer chunks than asked when they do not divide evenly; torch.tensor_split "
-                    "gives exactly `segments`" if isinstance(got, torch.Tensor) and got.ndim == 3 and got.shape[1] < s
-                    else "")
-            return f"{what}: return [B, segments, F] = {list(want.shape)}, got {shape}{hint}"
-        got = got.detach().to(want.dtype)
-        if torch.allclose(got, want, atol=1e-5):
-            continue
-        T = f.shape[1]
-
-        def means(sizes):
-            return torch.stack([c.mean(1) for c in torch.split(f, sizes, dim=1)], 1)
-
-        chunks = [c.shape[1] for c in torch.chunk(f, s, dim=1)]
-        if len(chunks) == s and torch.allclose(got, means(chunks), atol=1e-5):
-            return (f"{what}: your segments have {chunks} frames (torch.chunk's sizes); the lengths must differ by at "
-                    "most one, the longer first, as torch.tensor_split cuts them")
-        if T % s and torch.allclose(got, means([T // s] * (s - 1) + [T - T // s * (s - 1)]), atol=1e-5):
-            return f"{what}: the leftover frames all went to the last segment; spread them, one each, over the first ones"
-        if T % s and torch.allclose(got, means([T // s] * s + [T % s])[:, :s], atol=1e-5):
-            return f"{what}: the last {T % s} frame(s) were dropped; every frame belongs to a segment"
-        sizes_desc = [c.shape[1] for c in torch.tensor_split(f, s, dim=1)]
-        if torch.allclose(got, means(list(reversed(sizes_desc))), atol=1e-5):
-            return f"{what}: the shorter segments come last, not first"
-        sizes = torch.tensor(sizes_desc, dtype=want.dtype)
-        if torch.allclose(got, want * sizes[None, :, None], atol=1e-5):
-            return f"{what}: these are the segments' sums; divide each by its number of frames"
-        return f"{what}: the values differ from the segment means by up to {float((got - want).abs().max()):.3g}"
     return None

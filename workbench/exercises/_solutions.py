@@ -398,6 +398,10 @@ def magnitude_mask(weight, density) -> torch.Tensor:
     return mask.view(weight.shape)
 
 
+def segment_means(f, segments):
+    return torch.stack([c.mean(1) for c in torch.tensor_split(f, segments, dim=1)], 1)
+
+
 def caption_loss(logits, tokens):
     target = tokens[:, 1:]  # the next word at every step; 0 is padding
     return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
@@ -424,7 +428,3 @@ def high_frequency_share(image, cutoff) -> float:
     keep = radius <= min(h, w) // 2                                         # the corners beyond are left out
     detail = power[keep & (radius >= 1)].sum()                             # the mean (radius 0) left out
     return float(power[keep & (radius >= cutoff)].sum() / detail) if detail > 0 else 0.0
-
-
-def segment_means(f, segments):
-    return torch.stack([c.mean(1) for c in torch.tensor_split(f, segments, dim=1)], 1)
