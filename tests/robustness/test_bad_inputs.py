@@ -132,7 +132,7 @@ CASES = [
      r"frames must be an integer >= 2 \(motion needs two frames\), got 1"),
     ("a sequence order that does not exist", lambda t, m: wb.create_model("seq_rnn", read="spiral"), ValueError,
      r"read is one of rows, pixels, permuted, got 'spiral'"),
-    ("a density outside \(0, 1\]", lambda t, m: wb.sequence.graph_mask(16, 1.5), ValueError,
+    ("a density outside (0, 1]", lambda t, m: wb.sequence.graph_mask(16, 1.5), ValueError,
      r"density is the kept fraction of connections, in \(0, 1\], got 1.5"),
     ("a graph model networkx does not know", lambda t, m: wb.sequence.graph_mask(16, 0.5, "small_world"), ValueError,
      r"graph is one of erdos_renyi, watts_strogatz, barabasi_albert, got 'small_world'"),

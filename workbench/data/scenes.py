@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from .dataset import ImageDataset
 
 __all__ = ["COLOURS", "GROUNDS", "SIZES", "ITEM_WORDS", "VOCAB", "Scenes", "make_scenes", "captions_of",
-           "tokenize", "detokenize", "COUNT_WORDS"]
+           "tokenize", "detokenize", "COUNT_WORDS", "CONTENT_WORDS"]
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.92, 0.16, 0.14), "green": (0.15, 0.75, 0.2), "blue": (0.2, 0.35, 0.95),
@@ -55,6 +55,10 @@ VOCAB: tuple[str, ...] = tuple(dict.fromkeys(
     SPECIAL + _GRAMMAR_WORDS + tuple(COLOURS) + GROUNDS + SIZES + COUNT_WORDS
     + tuple(w for pair in ITEM_WORDS for w in pair) + _QUESTION_WORDS))
 _INDEX = {w: i for i, w in enumerate(VOCAB)}
+# the words that say what a scene holds (colours, grounds, sizes, counts, garments), in VOCAB's order: what the
+# bag-of-words baseline predicts and captions are scored on; grammar and question words carry none
+CONTENT_WORDS: tuple[str, ...] = tuple(dict.fromkeys(
+    tuple(COLOURS) + GROUNDS + SIZES + COUNT_WORDS + tuple(w for pair in ITEM_WORDS for w in pair)))
 
 
 @dataclass

@@ -26,16 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageDataset
-from ..data.scenes import COLOURS, COUNT_WORDS, GROUNDS, ITEM_WORDS, SIZES, VOCAB
+from ..data.scenes import CONTENT_WORDS, VOCAB
 from ..train.events import Algorithm, State
 from .zeroshot import class_embeddings, embed_images, zero_shot_logits
 
 __all__ = ["CONTENT_WORDS", "word_scores", "zero_shot_scores", "zero_shot_accuracy", "ZeroShotCurve",
            "steps_to_reach", "few_shot_indices"]
 
-# the words CaptionWords predicts (the rest of the vocabulary is grammar or questions)
-CONTENT_WORDS: tuple[str, ...] = tuple(w for w in VOCAB if w in set(COLOURS) | set(GROUNDS) | set(SIZES)
-                                       | set(COUNT_WORDS) | {w for p in ITEM_WORDS for w in p})
 _INDEX = {w: i for i, w in enumerate(VOCAB)}
 
 

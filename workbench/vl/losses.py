@@ -167,9 +167,8 @@ class CaptionWords(Task):
             raise ValueError("captions are token ids [scenes, phrasings, length]: wb.vl.caption_table(scenes)")
         bags = torch.zeros(len(captions), len(VOCAB))
         bags.scatter_(1, captions[:, 0], 1.0)      # the fullest phrasing names every object, ground, size
-        from ..data.scenes import COLOURS, COUNT_WORDS, GROUNDS, ITEM_WORDS, SIZES
-        words = set(COLOURS) | set(GROUNDS) | set(SIZES) | set(COUNT_WORDS) | {w for p in ITEM_WORDS for w in p}
-        content = torch.tensor([float(w in words) for w in VOCAB])  # grammar and question words carry none
+        from ..data.scenes import CONTENT_WORDS
+        content = torch.tensor([float(w in CONTENT_WORDS) for w in VOCAB])  # grammar and question words carry none
         self.bags, self.content = bags * content, content
 
     def check_data(self, model: nn.Module, dataset: Any) -> None:
