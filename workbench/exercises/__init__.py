@@ -279,6 +279,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "streams is [n, B, C, H, W] (n streams of features), scores [n, B, C] (a selection score per stream, "
              "image and channel); turn the scores into weights by a softmax across the streams and return the "
              "streams' weighted sum.", _checks.skff_fuse),
+    Exercise("predict_by_description", "61_classification_by_description.ipynb",
+             "sims is a list with one tensor per class: the similarities [N, d_c] of N images to that class's d_c "
+             "descriptors. Write predict_by_description(sims) -> int64 [N]: the class whose descriptors have the "
+             "highest mean similarity.", _checks.predict_by_description),
 ]}
 
 

@@ -1899,3 +1899,43 @@ def high_frequency_share(fn) -> str | None:
         return (f"{where}: radii are in cycles per image (torch.fft.fftfreq(H, 1 / H)), rounded to whole numbers, "
                 "with frequency zero at index [0, 0] (no fftshift)")
     return None
+
+
+def predict_by_description(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    cases = [("a hand-made case: class 0 has one descriptor at 0.6, class 1 three at 0.3 (sum 0.9, mean 0.3)",
+              [torch.tensor([[0.6]]), torch.tensor([[0.3, 0.3, 0.3]])]),
+             ("a hand-made case: class 1's best descriptor is 0.9 but its mean 0.3, class 0's mean 0.5",
+              [torch.tensor([[0.5, 0.5]]), torch.tensor([[0.9, 0.0, 0.0]])]),
+             ("5 images, 3 classes of 1, 4 and 2 descriptors, random",
+              [torch.rand(5, d, generator=g) for d in (1, 4, 2)]),
+             ("7 images, 4 classes of 3 descriptors each, random", [torch.randn(7, 3, generator=g) for _ in range(4)]),
+             ("2 images, one class", [torch.rand(2, 3, generator=g)])]
+    answers = []
+    for what, sims in cases:
+        want = ref.predict_by_description(sims)
+        try:
+            got = _attempt(lambda: fn([s.clone() for s in sims]), f"for {what}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return (f"for {what}: return one class index per image, a tensor of shape {tuple(want.shape)}, got "
+                    f"{getattr(got, 'shape', type(got).__name__)}")
+        if got.dtype.is_floating_point:
+            return f"for {what}: return class indices (int64, argmax), not scores"
+        answers.append(got.long())
+    wrong = [i for i, ((_, sims), got) in enumerate(zip(cases, answers))
+             if not torch.equal(got, ref.predict_by_description(sims))]
+    if not wrong:
+        return None
+    what = cases[wrong[0]][0]
+    mistakes = [(lambda s: s.sum(1), "you summed each class's similarities; take their mean, or a class with more "
+                                     "descriptors wins just by having more"),
+                (lambda s: s.amax(1), "you took each class's best descriptor; the score is the mean over all of them"),
+                (lambda s: -s.mean(1), "you picked the class with the lowest mean similarity; the highest wins")]
+    for score, message in mistakes:
+        if all(torch.equal(got, torch.stack([score(s) for s in sims], 1).argmax(1))
+               for (_, sims), got in zip(cases, answers)):
+            return f"for {what}: {message}"
+    return (f"for {what}: expected {ref.predict_by_description(cases[wrong[0]][1]).tolist()}, "
+            f"got {answers[wrong[0]].tolist()}")

@@ -428,3 +428,8 @@ def high_frequency_share(image, cutoff) -> float:
     keep = radius <= min(h, w) // 2                                         # the corners beyond are left out
     detail = power[keep & (radius >= 1)].sum()                             # the mean (radius 0) left out
     return float(power[keep & (radius >= cutoff)].sum() / detail) if detail > 0 else 0.0
+
+
+def predict_by_description(sims):
+    scores = torch.stack([torch.as_tensor(s, dtype=torch.float64).mean(1) for s in sims], 1)   # [N, classes]
+    return scores.argmax(1)

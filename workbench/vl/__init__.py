@@ -10,6 +10,8 @@ from .zeroshot import *  # noqa: F401,F403
 from .regions import *  # noqa: F401,F403
 from .vild import *  # noqa: F401,F403
 from .efficiency import *  # noqa: F401,F403
-from . import efficiency, losses, regions, vild, zeroshot
+from .descriptions import *  # noqa: F401,F403
+from . import descriptions, efficiency, losses, regions, vild, zeroshot
 
-__all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__, *vild.__all__, *efficiency.__all__]
+__all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__, *vild.__all__, *efficiency.__all__,
+           *descriptions.__all__]
