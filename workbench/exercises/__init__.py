@@ -283,6 +283,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "sims is a list with one tensor per class: the similarities [N, d_c] of N images to that class's d_c "
              "descriptors. Write predict_by_description(sims) -> int64 [N]: the class whose descriptors have the "
              "highest mean similarity.", _checks.predict_by_description),
+    Exercise("edge_mask", "58_dpenet.ipynb",
+             "Write edge_mask(images, quantile) -> bool tensor [N, H, W]: the edges and textures of float images "
+             "[N, C, H, W]. For each image take the grey image (the mean over the channels), its gradients along the "
+             "rows and columns with torch.gradient, the magnitude sqrt(gx^2 + gy^2), and mark the pixels strictly "
+             "above that image's own quantile of its H * W magnitudes (torch.quantile).", _checks.edge_mask),
 ]}
 
 

@@ -1939,3 +1939,89 @@ def predict_by_description(fn) -> str | None:
             return f"for {what}: {message}"
     return (f"for {what}: expected {ref.predict_by_description(cases[wrong[0]][1]).tolist()}, "
             f"got {answers[wrong[0]].tolist()}")
+
+
+def predict_by_description(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    cases = [("a hand-made case: class 0 has one descriptor at 0.6, class 1 three at 0.3 (sum 0.9, mean 0.3)",
+              [torch.tensor([[0.6]]), torch.tensor([[0.3, 0.3, 0.3]])]),
+             ("a hand-made case: class 1's best descriptor is 0.9 but its mean 0.3, class 0's mean 0.5",
+              [torch.tensor([[0.5, 0.5]]), torch.tensor([[0.9, 0.0, 0.0]])]),
+             ("5 images, 3 classes of 1, 4 and 2 descriptors, random",
+              [torch.rand(5, d, generator=g) for d in (1, 4, 2)]),
+             ("7 images, 4 classes of 3 descriptors each, random", [torch.randn(7, 3, generator=g) for _ in range(4)]),
+             ("2 images, one class", [torch.rand(2, 3, generator=g)])]
+    answers = []
+    for what, sims in cases:
+        want = ref.predict_by_description(sims)
+        try:
+            got = _attempt(lambda: fn([s.clone() for s in sims]), f"for {what}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return (f"for {what}: return one class index per image, a tensor of shape {tuple(want.shape)}, got "
+                    f"{getattr(got, 'shape', type(got).__name__)}")
+        if got.dtype.is_floating_point:
+            return f"for {what}: return class indices (int64, argmax), not scores"
+        answers.append(got.long())
+    wrong = [i for i, ((_, sims), got) in enumerate(zip(cases, answers))
+             if not torch.equal(got, ref.predict_by_description(sims))]
+    if not wrong:
+        return None
+    what = cases[wrong[0]][0]
+    mistakes = [(lambda s: s.sum(1), "you summed each class's similarities; take their mean, or a class with more "
+                                     "descriptors wins just by having more"),
+                (lambda s: s.amax(1), "you took each class's best descriptor; the score is the mean over all of them"),
+                (lambda s: -s.mean(1), "you picked the class with the lowest mean similarity; the highest wins")]
+    for score, message in mistakes:
+        if all(torch.equal(got, torch.stack([score(s) for s in sims], 1).argmax(1))
+               for (_, sims), got in zip(cases, answers)):
+            return f"for {what}: {message}"
+    return (f"for {what}: expected {ref.predict_by_description(cases[wrong[0]][1]).tolist()}, "
+            f"got {answers[wrong[0]].tolist()}")
+
+
+def edge_mask(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    step = torch.zeros(1, 3, 8, 8)
+    step[..., 4:] = 1.0                                             # a vertical step: gradients 0.5 in columns 3, 4
+    one = torch.zeros(1, 3, 8, 8)
+    one[:, 0, :, 4:] = 1.0
+    faint = torch.rand(3, 3, 12, 12, generator=g)
+    faint[1] *= 0.01
+    cases = [(step, 0.75, "a hand-made case: a vertical step edge (the mask: columns 3 and 4)"),
+             (step, 0.8, "a hand-made case: the step image at quantile 0.8 (the quantile is the edge's own "
+                         "magnitude: no pixel strictly above it)"),
+             (one, 0.5, "an edge in one channel of three (the grey image is the channel mean)"),
+             (faint, 0.75, "three random images, the second one faint"),
+             (torch.rand(2, 1, 9, 7, generator=g), 0.5, "one channel, 9x7 pixels")]
+    for images, q, what in cases:
+        want = ref.edge_mask(images, q)
+        try:
+            got = _attempt(lambda: fn(images.clone(), q), f"{what} (images {tuple(images.shape)}, quantile {q})")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor):
+            return f"{what}: return a bool tensor [N, H, W], got {type(got).__name__}"
+        if got.shape != want.shape:
+            return (f"{what}: expected shape {tuple(want.shape)} ([N, H, W]: one mask per image, the channels "
+                    f"averaged first), got {tuple(got.shape)}")
+        got = got.bool()
+        if torch.equal(got, want):
+            continue
+        where = f"{what}: {int((got != want).sum())} of {want.numel()} pixels wrong"
+        gy, gx = torch.gradient(images.float().mean(1), dim=(1, 2))
+        mag = torch.sqrt(gx ** 2 + gy ** 2)
+        level = torch.quantile(mag.flatten(1), q, dim=1)[:, None, None]
+        l1 = gx.abs() + gy.abs()
+        if torch.equal(got, mag >= level):
+            return f"{where}: keep the pixels strictly above the quantile (>), not at or above it (>=)"
+        if torch.equal(got, mag > torch.quantile(mag.flatten(), q)):
+            return f"{where}: take each image's own quantile of its H * W magnitudes, not one over the whole batch"
+        if torch.equal(got, l1 > torch.quantile(l1.flatten(1), q, dim=1)[:, None, None]):
+            return f"{where}: the gradient magnitude is sqrt(gx² + gy²), not |gx| + |gy|"
+        if torch.equal(got, mag < level) or torch.equal(got, mag <= level):
+            return f"{where}: mark the strong gradients (above the quantile), not the weak ones"
+        return (f"{where}: the grey image is the mean over the channels; torch.gradient(grey, dim=(1, 2)) gives the "
+                "gradients along the rows and the columns; threshold sqrt(gx² + gy²) at each image's torch.quantile")
+    return None

@@ -433,3 +433,16 @@ def high_frequency_share(image, cutoff) -> float:
 def predict_by_description(sims):
     scores = torch.stack([torch.as_tensor(s, dtype=torch.float64).mean(1) for s in sims], 1)   # [N, classes]
     return scores.argmax(1)
+
+
+def predict_by_description(sims):
+    scores = torch.stack([torch.as_tensor(s, dtype=torch.float64).mean(1) for s in sims], 1)   # [N, classes]
+    return scores.argmax(1)
+
+
+def edge_mask(images, quantile):
+    grey = images.float().mean(1)                                   # [N, H, W]: the channel mean
+    gy, gx = torch.gradient(grey, dim=(1, 2))                       # central differences along rows, columns
+    magnitude = torch.sqrt(gx ** 2 + gy ** 2)
+    level = torch.quantile(magnitude.flatten(1), quantile, dim=1)   # [N]: each image's own level
+    return magnitude > level[:, None, None]
