@@ -35,6 +35,8 @@ def _share_with_dc(image, cutoff):  # a typical mistake: the image's mean (frequ
 
 
 WRONG = {
+    "residual_codes": (lambda x, books: torch.stack([torch.cdist(x, b).argmin(1) for b in books], 1),
+                       "residual"),
     "edge_mask": (lambda images, quantile: (lambda m: m > torch.quantile(m.flatten(), quantile))(
         torch.stack(torch.gradient(images.float().mean(1), dim=(1, 2))).pow(2).sum(0).sqrt()), "each image's own"),
     "predict_by_description": (lambda sims: torch.stack([s.sum(1) for s in sims], 1).argmax(1), "summed"),

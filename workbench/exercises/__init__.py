@@ -288,6 +288,10 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "[N, C, H, W]. For each image take the grey image (the mean over the channels), its gradients along the "
              "rows and columns with torch.gradient, the magnitude sqrt(gx^2 + gy^2), and mark the pixels strictly "
              "above that image's own quantile of its H * W magnitudes (torch.quantile).", _checks.edge_mask),
+    Exercise("residual_codes", "57_resgen_tokens.ipynb",
+             "x is [N, dim], codebooks [D, K, dim]. Write residual_codes(x, codebooks) -> int64 codes [N, D]: at "
+             "level d the index of the code of codebooks[d] nearest (Euclidean) to the residual, x minus the codes "
+             "chosen at levels 0 .. d-1 (residual vector quantization).", _checks.residual_codes),
 ]}
 
 

@@ -2025,3 +2025,37 @@ def edge_mask(fn) -> str | None:
         return (f"{where}: the grey image is the mean over the channels; torch.gradient(grey, dim=(1, 2)) gives the "
                 "gradients along the rows and the columns; threshold sqrt(gx² + gy²) at each image's torch.quantile")
     return None
+
+
+def residual_codes(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    books = torch.tensor([[[-8.0], [0.0], [8.0]], [[-1.0], [0.0], [1.0]]], dtype=torch.float64)  # by hand
+    hand = torch.tensor([[7.0], [-9.2], [0.7]], dtype=torch.float64)      # 8 - 1, -8 - 1, 0 + 1 (codes below)
+    rand_books = torch.randn(3, 5, 4, generator=g, dtype=torch.float64) / torch.tensor([1.0, 2.0, 4.0]).view(3, 1, 1)
+    cases = [("3 one-dimensional vectors, codebooks {-8, 0, 8} then {-1, 0, 1}", hand, books,
+              torch.tensor([[2, 0], [0, 0], [1, 2]])),
+             ("6 random 4-d vectors, 3 levels of 5 codes", torch.randn(6, 4, generator=g, dtype=torch.float64),
+              rand_books, None),
+             ("20 random 4-d vectors, one level (plain vector quantization)",
+              torch.randn(20, 4, generator=g, dtype=torch.float64), rand_books[:1], None)]
+    for where, x, cb, exact in cases:
+        want = ref.residual_codes(x, cb) if exact is None else exact
+        try:
+            got = _attempt(lambda: fn(x.clone(), cb.clone()), f"for {where}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            return (f"for {where}: return a tensor of codes [N, D] = {list(want.shape)}, got "
+                    f"{list(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if got.is_floating_point():
+            return f"for {where}: the codes are indices: return an integer (int64) tensor, got {got.dtype}"
+        if torch.equal(got.long(), want.long()):
+            continue
+        independent = torch.stack([torch.cdist(x, b).argmin(1) for b in cb], 1)
+        if torch.equal(got.long(), independent):
+            return (f"for {where}: every level quantized x itself: level d must quantize the residual, x minus the "
+                    "codes chosen at the levels before it")
+        if torch.equal(got[:, :1].long(), torch.cdist(x, cb[0]).argmax(1)[:, None]):
+            return f"for {where}: take the nearest code (argmin of the distance), not the farthest"
+        return f"for {where}: expected codes {want.tolist()}, got {got.tolist()}"
+    return None

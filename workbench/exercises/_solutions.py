@@ -446,3 +446,12 @@ def edge_mask(images, quantile):
     magnitude = torch.sqrt(gx ** 2 + gy ** 2)
     level = torch.quantile(magnitude.flatten(1), quantile, dim=1)   # [N]: each image's own level
     return magnitude > level[:, None, None]
+
+
+def residual_codes(x, codebooks) -> torch.Tensor:
+    residual, codes = x.double(), []
+    for book in codebooks.double():                                       # [K, dim] per level
+        k = torch.cdist(residual, book).argmin(1)                         # nearest code to what is left
+        codes.append(k)
+        residual = residual - book[k]
+    return torch.stack(codes, 1)                                          # [N, D]
