@@ -292,6 +292,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "x is [N, dim], codebooks [D, K, dim]. Write residual_codes(x, codebooks) -> int64 codes [N, D]: at "
              "level d the index of the code of codebooks[d] nearest (Euclidean) to the residual, x minus the codes "
              "chosen at levels 0 .. d-1 (residual vector quantization).", _checks.residual_codes),
+    Exercise("match_best", "63_gist.ipynb",
+             "image_embeddings is [N, D], text_embeddings [C, M, D] (M candidate descriptions for each of C classes), "
+             "labels [N] (each image's class). Write match_best(image_embeddings, text_embeddings, labels) -> an int64 "
+             "tensor [N]: for each image the index (0..M-1) of the candidate of its own class with the largest dot "
+             "product with the image (GIST's matching step).", _checks.match_best),
 ]}
 
 

@@ -2059,3 +2059,39 @@ def residual_codes(fn) -> str | None:
             return f"for {where}: take the nearest code (argmin of the distance), not the farthest"
         return f"for {where}: expected codes {want.tolist()}, got {got.tolist()}"
     return None
+
+
+def match_best(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    text = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]],
+                         [[-1.0, 0.0], [0.0, -1.0], [0.8, 0.6]]], dtype=torch.float64)
+    img = torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    cases = [("a hand-made case (2 classes, 3 candidates, 2-d; the answer [1, 2, 2] by hand)", img, text,
+              torch.tensor([0, 1, 1]), torch.tensor([1, 2, 2])),
+             ("6 random images, 3 classes of 5 candidates, 4-d", torch.randn(6, 4, generator=g, dtype=torch.float64),
+              torch.randn(3, 5, 4, generator=g, dtype=torch.float64), torch.tensor([2, 0, 1, 1, 2, 0]), None),
+             ("10 random images, 4 classes of 48 candidates, 8-d", torch.randn(10, 8, generator=g, dtype=torch.float64),
+              torch.randn(4, 48, 8, generator=g, dtype=torch.float64), torch.randint(4, (10,), generator=g), None)]
+    for what, i, t, lab, exact in cases:
+        want = ref.match_best(i, t, lab) if exact is None else exact
+        try:
+            got = _attempt(lambda: fn(i.clone(), t.clone(), lab.clone()), f"for {what}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return (f"for {what} return a tensor [N] of candidate indices, one per image, got "
+                    f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}")
+        if torch.equal(got.long(), want):
+            continue
+        sims = torch.einsum("nd,cmd->ncm", i, t)                                   # [N, C, M]
+        where = f"for {what} expected {want.tolist()}, got {got.long().tolist()}"
+        best_any = sims.flatten(1).argmax(1)
+        if torch.equal(got.long(), best_any) or torch.equal(got.long(), best_any % t.shape[1]):
+            return (f"{where}: the best candidate of the image's own class (text_embeddings[labels]), not the best "
+                    "over every class's candidates: the label keeps the description on the right class")
+        if torch.equal(got.long(), sims[torch.arange(len(i)), lab].argmin(1)):
+            return f"{where}: take the candidate with the largest similarity, not the smallest"
+        if torch.equal(got.long(), sims[:, 0].argmax(1)):
+            return f"{where}: every image was matched against the first class's candidates: index by its label"
+        return where
+    return None

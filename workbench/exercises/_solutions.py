@@ -455,3 +455,8 @@ def residual_codes(x, codebooks) -> torch.Tensor:
         codes.append(k)
         residual = residual - book[k]
     return torch.stack(codes, 1)                                          # [N, D]
+
+
+def match_best(image_embeddings, text_embeddings, labels):
+    own = text_embeddings[labels]                                          # [N, M, D]: each image's own class
+    return torch.einsum("nd,nmd->nm", image_embeddings, own).argmax(1)     # [N]
