@@ -297,6 +297,12 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "labels [N] (each image's class). Write match_best(image_embeddings, text_embeddings, labels) -> an int64 "
              "tensor [N]: for each image the index (0..M-1) of the candidate of its own class with the largest dot "
              "product with the image (GIST's matching step).", _checks.match_best),
+    Exercise("td_layer_norm", "59_dimr.ipynb",
+             "Write td_layer_norm(x, t, T, gamma, beta, a, b) -> tensor [B, N, D]: DiMR's time-dependent layer norm. "
+             "Normalize each token of x [B, N, D] over its D features (biased variance, eps 1e-5, no affine), then "
+             "scale by w * gamma[0] + (1 - w) * gamma[1] and shift by w * beta[0] + (1 - w) * beta[1], where "
+             "w = sigmoid(a * t / T + b) per image (t [B] integer timesteps; gamma, beta [2, D]; a, b floats).",
+             _checks.td_layer_norm),
 ]}
 
 

@@ -2095,3 +2095,51 @@ def match_best(fn) -> str | None:
             return f"{where}: every image was matched against the first class's candidates: index by its label"
         return where
     return None
+
+
+def td_layer_norm(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    zeros = torch.zeros(2, 3)
+    hand = torch.tensor([[[1.0, 2.0, 3.0]]])                                       # normalized: [-1.2247, 0, 1.2247]
+    cases = [(hand, torch.tensor([5]), 10, torch.tensor([[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]]), zeros, 0.0, 0.0,
+              "a hand-made case: w = sigmoid(0) = 0.5, scale 1, no shift: the plain normalized token"),
+             (hand, torch.tensor([0]), 10, torch.tensor([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]]),
+              torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), 0.0, 100.0,
+              "a hand-made case: b = 100 makes w = 1, the first scale and shift"),
+             (torch.randn(4, 5, 6, generator=g), torch.tensor([1, 250, 500, 1000]), 1000,
+              torch.randn(2, 6, generator=g), torch.randn(2, 6, generator=g), 3.0, -1.5, "random tokens, T = 1000"),
+             (torch.randn(2, 3, 4, generator=g) * 10 + 5, torch.tensor([7, 3]), 8, torch.randn(2, 4, generator=g),
+              torch.randn(2, 4, generator=g), -2.0, 0.5, "tokens far from zero mean and unit variance")]
+    for x, t, T, gamma, beta, a, b, what in cases:
+        want = ref.td_layer_norm(x, t, T, gamma, beta, a, b)
+        try:
+            got = _attempt(lambda: fn(x.clone(), t.clone(), T, gamma.clone(), beta.clone(), a, b),
+                           f"{what} (x {tuple(x.shape)})")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor):
+            return f"{what}: return a tensor [B, N, D], got {type(got).__name__}"
+        if got.shape != want.shape:
+            return f"{what}: expected shape {tuple(want.shape)} ([B, N, D]), got {tuple(got.shape)}"
+        if torch.allclose(got.float(), want, atol=1e-4):
+            continue
+        close = lambda v: v.shape == got.shape and torch.allclose(got.float(), v, atol=1e-4)  # noqa: E731
+        where = f"{what}: wrong values"
+        mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=True, keepdim=True)
+        w = torch.sigmoid(a * t.float() / T + b)[:, None, None]
+        if close((x - mean) / torch.sqrt(var + 1e-5) * (w * gamma[0] + (1 - w) * gamma[1])
+                 + (w * beta[0] + (1 - w) * beta[1])):
+            return f"{where}: layer norm divides by the biased variance (unbiased=False), not the unbiased one"
+        if close(ref.td_layer_norm(x, t, T, gamma.flip(0), beta.flip(0), a, b)):
+            return f"{where}: w weighs the FIRST vectors (w * gamma[0] + (1 - w) * gamma[1]); you swapped them"
+        if close(ref.td_layer_norm(x, t * T, T, gamma, beta, a, b)):
+            return f"{where}: the timestep enters as t / T (a fraction of the schedule), not t itself"
+        scale, shift = w * gamma[0] + (1 - w) * gamma[1], w * beta[0] + (1 - w) * beta[1]
+        over_tokens = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)
+        if x.shape[1] > 1 and close(over_tokens * scale + shift):
+            return f"{where}: normalize each token over its D features (the last dimension), not over the tokens"
+        if close(x * scale + shift):
+            return f"{where}: normalize each token first (zero mean, unit variance over D), then scale and shift"
+        return (f"{where}: expected {want.flatten()[:4].tolist()}..., got {got.flatten()[:4].tolist()}... "
+                "(w = sigmoid(a * t / T + b) is one number per image: shape it [B, 1, 1])")
+    return None

@@ -460,3 +460,11 @@ def residual_codes(x, codebooks) -> torch.Tensor:
 def match_best(image_embeddings, text_embeddings, labels):
     own = text_embeddings[labels]                                          # [N, M, D]: each image's own class
     return torch.einsum("nd,nmd->nm", image_embeddings, own).argmax(1)     # [N]
+
+
+def td_layer_norm(x, t, T, gamma, beta, a, b):
+    w = torch.sigmoid(a * t.to(x.dtype) / T + b)[:, None, None]                  # [B, 1, 1]: one weight per image
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)                                # the biased variance, as LayerNorm
+    normed = (x - mean) / torch.sqrt(var + 1e-5)
+    return normed * (w * gamma[0] + (1 - w) * gamma[1]) + (w * beta[0] + (1 - w) * beta[1])

@@ -205,13 +205,20 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class _TDLN(nn.Module):
-    """Time-dependent layer norm: scale and shift interpolated between two learned vectors by sigmoid(a t + b)."""
+    """Time-dependent layer norm: scale and shift interpolated between two learned vectors by sigmoid(a t / T + b).
+
+    The two scale vectors start equal (ones) and the two shifts equal (zeros), so a new block is a plain layer
+    norm; ``a = 4, b = -2`` make the weight run from 0.12 at ``t = 0`` to 0.88 at ``t = T``, so the two vectors
+    of each pair get different gradients and part. (With ``a = b = 0`` the weight is 0.5 at every ``t``, each
+    pair's gradients are equal, the vectors never part, ``a`` and ``b`` get no gradient, and the block is blind
+    to the timestep for ever.)"""
 
     def __init__(self, d: int, steps: int):
         super().__init__()
         self.norm = nn.LayerNorm(d, elementwise_affine=False)
         self.gamma, self.beta = nn.Parameter(torch.ones(2, d)), nn.Parameter(torch.zeros(2, d))
-        self.a, self.b, self.steps = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1)), steps
+        self.a, self.b = nn.Parameter(torch.full((1,), 4.0)), nn.Parameter(torch.full((1,), -2.0))
+        self.steps = steps
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, _: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w = torch.sigmoid(self.a * t.float() / self.steps + self.b)[:, None, None]      # [B, 1, 1]
