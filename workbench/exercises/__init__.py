@@ -303,6 +303,13 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "scale by w * gamma[0] + (1 - w) * gamma[1] and shift by w * beta[0] + (1 - w) * beta[1], where "
              "w = sigmoid(a * t / T + b) per image (t [B] integer timesteps; gamma, beta [2, D]; a, b floats).",
              _checks.td_layer_norm),
+    Exercise("blind_answers", "60_rsvqa.ipynb",
+             "train_questions and train_answers are lists of strings (the training questions and their answers), "
+             "test_questions a list of questions, order the list of all answers. Write blind_answers(train_questions, "
+             "train_answers, test_questions, order) -> a list with, for every test question, the answer given most "
+             "often to that same question in training (a tie goes to the answer first in order); a question never "
+             "asked in training gets the most frequent training answer overall (ties the same way).",
+             _checks.blind_answers),
 ]}
 
 

@@ -2143,3 +2143,55 @@ def td_layer_norm(fn) -> str | None:
         return (f"{where}: expected {want.flatten()[:4].tolist()}..., got {got.flatten()[:4].tolist()}... "
                 "(w = sigmoid(a * t / T + b) is one number per image: shape it [B, 1, 1])")
     return None
+
+
+def blind_answers(fn) -> str | None:
+    import random
+
+    from ..data.maps import ANSWERS
+    order = list(ANSWERS)
+    tq = ["is there water"] * 3 + ["is there a road"] * 2 + ["how many roads are there"] * 3 + [
+        "what is the area of water"]
+    ta = ["no", "yes", "no", "yes", "no", "1", "2", "2", "small"]
+    cases = [  # (where, train questions, train answers, test questions, expected or None for the reference)
+        ("a hand-made case", tq, ta, ["is there water", "how many roads are there", "is there a road"],
+         ["no", "2", "yes"]),                                            # a tie: "yes" comes before "no" in order
+        ("a question never asked in training", tq, ta, ["how many buildings are there"], ["no"]),  # overall: no 3x
+        ("repeated test questions", tq, ta, ["is there water"] * 3 + ["what is the area of water"],
+         ["no", "no", "no", "small"]),
+    ]
+    g = random.Random(0)
+    words = ["is there water", "is there a road", "how many fields are there", "what is the area of roads"]
+    qs = [g.choice(words) for _ in range(60)]
+    ans = [g.choice(order[:6]) for _ in range(60)]
+    cases.append(("60 random training questions", qs, ans, words + ["are there more roads than fields"], None))
+    for where, trq, tra, teq, want in cases:
+        want = want if want is not None else ref.blind_answers(trq, tra, teq, order)
+        try:
+            got = _attempt(lambda: fn(list(trq), list(tra), list(teq), list(order)), f"for {where}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, (list, tuple)) or len(got) != len(teq):
+            return f"for {where} return a list with one answer per test question ({len(teq)}), got {got!r}"
+        got = list(got)
+        if got == want:
+            continue
+        for q, g_, w in zip(teq, got, want):
+            if g_ == w:
+                continue
+            seen = [a for qq, a in zip(trq, tra) if qq == q]
+            if not seen:
+                return (f"for {where}, the test question {q!r} was never asked in training: answer it with the most "
+                        f"frequent training answer overall ({w!r}), got {g_!r}")
+            counts = {a: seen.count(a) for a in seen}
+            top = max(counts.values())
+            tied = [a for a in counts if counts[a] == top]
+            if len(tied) > 1 and g_ in tied:
+                return (f"for {where}, the answers {tied} tie for {q!r} ({top} time{'s' * (top > 1)} each): take the "
+                        f"one that comes first in order ({w!r}), got {g_!r}")
+            overall = {a: tra.count(a) for a in tra}
+            if g_ == max(overall, key=lambda a: (overall[a], -order.index(a))):
+                return (f"for {where}, {q!r} got the most frequent answer overall ({g_!r}): count the answers of the "
+                        f"same question only (there it is {w!r})")
+            return f"for {where}, the answer to {q!r} should be {w!r} (its most frequent training answer), got {g_!r}"
+    return None

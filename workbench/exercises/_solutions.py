@@ -468,3 +468,15 @@ def td_layer_norm(x, t, T, gamma, beta, a, b):
     var = x.var(-1, unbiased=False, keepdim=True)                                # the biased variance, as LayerNorm
     normed = (x - mean) / torch.sqrt(var + 1e-5)
     return normed * (w * gamma[0] + (1 - w) * gamma[1]) + (w * beta[0] + (1 - w) * beta[1])
+
+
+def blind_answers(train_questions, train_answers, test_questions, order):
+    rank = {a: i for i, a in enumerate(order)}
+    per: dict = {}
+    overall: dict = {}
+    for q, a in zip(train_questions, train_answers):
+        per.setdefault(q, {})
+        per[q][a] = per[q].get(a, 0) + 1
+        overall[a] = overall.get(a, 0) + 1
+    best = lambda c: min(c, key=lambda a: (-c[a], rank[a]))  # noqa: E731
+    return [best(per.get(q) or overall) for q in test_questions]

@@ -10,9 +10,10 @@ from .zeroshot import *  # noqa: F401,F403
 from .regions import *  # noqa: F401,F403
 from .vild import *  # noqa: F401,F403
 from .efficiency import *  # noqa: F401,F403
+from .vqa import *  # noqa: F401,F403
 from .descriptions import *  # noqa: F401,F403
 from .gist import *  # noqa: F401,F403
-from . import descriptions, efficiency, gist, losses, regions, vild, zeroshot
+from . import descriptions, efficiency, gist, losses, regions, vild, vqa, zeroshot
 
-__all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__, *vild.__all__, *efficiency.__all__,
+__all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__, *vild.__all__, *efficiency.__all__, *vqa.__all__,
            *descriptions.__all__, *gist.__all__]
