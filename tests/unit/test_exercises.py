@@ -35,6 +35,8 @@ def _share_with_dc(image, cutoff):  # a typical mistake: the image's mean (frequ
 
 
 WRONG = {
+    "receptive_field": (lambda layers: __import__("functools").reduce(
+        lambda a, ks: (a[0] + (ks[0] - 1) * a[1] * ks[1], a[1] * ks[1]), layers, (1, 1))[0], "BEFORE it"),
     "blind_answers": (lambda tq, ta, teq, order: [max(set(ta), key=ta.count)] * len(teq), "same question only"),
     "td_layer_norm": (lambda x, t, T, gamma, beta, a, b: (lambda w: (x - x.mean(-1, keepdim=True)) / torch.sqrt(
         x.var(-1, keepdim=True) + 1e-5) * (w * gamma[0] + (1 - w) * gamma[1]) + (w * beta[0] + (1 - w) * beta[1]))(

@@ -310,6 +310,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "often to that same question in training (a tie goes to the answer first in order); a question never "
              "asked in training gets the most frequent training answer overall (ties the same way).",
              _checks.blind_answers),
+    Exercise("receptive_field", "56_simple_segmentation.ipynb",
+             "Write receptive_field(layers) -> int: layers is a list of (kernel, stride) pairs, a plain stack of "
+             "convolutions or poolings in order; return the side in input pixels of the square one output pixel "
+             "of the last layer can see (start from 1; each layer adds (kernel - 1) times the product of the "
+             "strides of the layers before it).", _checks.receptive_field),
 ]}
 
 

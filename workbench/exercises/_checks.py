@@ -2195,3 +2195,40 @@ def blind_answers(fn) -> str | None:
                         f"same question only (there it is {w!r})")
             return f"for {where}, the answer to {q!r} should be {w!r} (its most frequent training answer), got {g_!r}"
     return None
+
+
+def receptive_field(fn) -> str | None:
+    cases = [([], 1, "no layers: one pixel sees itself"),
+             ([(3, 1)], 3, "a hand-made case: one 3x3 convolution sees 3 pixels"),
+             ([(3, 1), (3, 1)], 5, "a hand-made case: two 3x3 convolutions of stride 1 see 5 pixels"),
+             ([(3, 2), (3, 1)], 7, "a hand-made case: a 3x3 of stride 2, then a 3x3: the second widens by 2 x 2"),
+             ([(7, 2), (3, 2), (3, 1), (3, 1)], 27, "a ResNet-like stem: 7x7/2, 3x3 pool/2, two 3x3"),
+             ([(3, 1), (3, 2), (3, 1), (3, 2), (3, 1), (1, 1)], 1 + 2 + 2 + 4 + 4 + 8 + 0,
+              "a CIFAR-ResNet-like stack with a 1x1 at the end (a 1x1 adds nothing)"),
+             ([(5, 1)] * 4, 17, "four 5x5 convolutions")]
+    for layers, want, what in cases:
+        try:
+            got = _attempt(lambda: fn(list(layers)), f"{what} (layers {layers})")
+        except _Raised as e:
+            return str(e)
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != int(got):
+            return f"{what}: return a whole number of pixels (an int), got {got!r}"
+        got = int(got)
+        if got == want:
+            continue
+        jump_after, size_after = 1, 1
+        for kernel, stride in layers:       # the usual slip: multiplying by the strides including this layer's
+            jump_after *= stride
+            size_after += (kernel - 1) * jump_after
+        if layers and got == size_after and size_after != want:
+            return (f"{what}: expected {want}, got {got}: a layer widens the view by (kernel - 1) times the product "
+                    "of the strides of the layers BEFORE it, not including its own stride")
+        if layers and got == 1 + sum(k - 1 for k, _ in layers):
+            return (f"{what}: expected {want}, got {got}: the strides matter: after a stride-2 layer each further "
+                    "step of kernel covers 2 input pixels (multiply kernel - 1 by the product of earlier strides)")
+        if not layers and got == 0:
+            return f"{what}: expected 1, got 0: start from 1 (with no layers an output pixel is an input pixel)"
+        if layers and got == sum(k for k, _ in layers):
+            return f"{what}: expected {want}, got {got}: the kernels overlap: each adds kernel - 1, and start from 1"
+        return f"{what}: expected {want} pixels, got {got}"
+    return None

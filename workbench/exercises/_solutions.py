@@ -480,3 +480,11 @@ def blind_answers(train_questions, train_answers, test_questions, order):
         overall[a] = overall.get(a, 0) + 1
     best = lambda c: min(c, key=lambda a: (-c[a], rank[a]))  # noqa: E731
     return [best(per.get(q) or overall) for q in test_questions]
+
+
+def receptive_field(layers) -> int:
+    size, jump = 1, 1                      # the view of one output pixel; the input pixels one step spans
+    for kernel, stride in layers:
+        size += (kernel - 1) * jump        # this layer widens the view by kernel - 1 of its input's steps
+        jump *= stride
+    return size
