@@ -35,18 +35,6 @@ def _share_with_dc(image, cutoff):  # a typical mistake: the image's mean (frequ
 
 
 WRONG = {
-    "receptive_field": (lambda layers: __import__("functools").reduce(
-        lambda a, ks: (a[0] + (ks[0] - 1) * a[1] * ks[1], a[1] * ks[1]), layers, (1, 1))[0], "BEFORE it"),
-    "blind_answers": (lambda tq, ta, teq, order: [max(set(ta), key=ta.count)] * len(teq), "same question only"),
-    "td_layer_norm": (lambda x, t, T, gamma, beta, a, b: (lambda w: (x - x.mean(-1, keepdim=True)) / torch.sqrt(
-        x.var(-1, keepdim=True) + 1e-5) * (w * gamma[0] + (1 - w) * gamma[1]) + (w * beta[0] + (1 - w) * beta[1]))(
-        torch.sigmoid(a * t.float() / T + b)[:, None, None]), "biased variance"),
-    "match_best": (lambda i, t, l: torch.einsum("nd,cmd->ncm", i, t).flatten(1).argmax(1) % t.shape[1], "own class"),
-    "residual_codes": (lambda x, books: torch.stack([torch.cdist(x, b).argmin(1) for b in books], 1),
-                       "residual"),
-    "edge_mask": (lambda images, quantile: (lambda m: m > torch.quantile(m.flatten(), quantile))(
-        torch.stack(torch.gradient(images.float().mean(1), dim=(1, 2))).pow(2).sum(0).sqrt()), "each image's own"),
-    "predict_by_description": (lambda sims: torch.stack([s.sum(1) for s in sims], 1).argmax(1), "summed"),
     "ensemble_soft_target": (lambda t, temp: torch.softmax(t.mean(2) / temp, 1), "averaged logits"),
     "confident_entropy": (lambda lg, m: float((lambda h: h.mean())(-(lg.softmax(1) * lg.log_softmax(1)).sum(1))),
                           "every row"),
@@ -149,6 +137,19 @@ WRONG = {
     "composition_accuracy": (lambda a, s: sum(v * a[k] for k, v in s.items() if k in a), "largest size present"),
     "filter_normalize": (lambda d, w: d * (w.norm() / d.norm()), "whole tensor"),
     "hutchinson_trace": (lambda mv, zs: sum(float(z @ mv(z)) for z in zs), "summed over the probes"),
+    "predict_by_description": (lambda sims: torch.stack([s.sum(1) for s in sims], 1).argmax(1), "summed"),
+    "edge_mask": (lambda images, quantile: (lambda m: m > torch.quantile(m.flatten(), quantile))(
+        torch.stack(torch.gradient(images.float().mean(1), dim=(1, 2))).pow(2).sum(0).sqrt()), "each image's own"),
+    "receptive_field": (lambda layers: __import__("functools").reduce(
+        lambda a, ks: (a[0] + (ks[0] - 1) * a[1] * ks[1], a[1] * ks[1]), layers, (1, 1))[0], "BEFORE it"),
+    "residual_codes": (lambda x, books: torch.stack([torch.cdist(x, b).argmin(1) for b in books], 1),
+                       "residual"),
+    "match_best": (lambda i, t, l: torch.einsum("nd,cmd->ncm", i, t).flatten(1).argmax(1) % t.shape[1], "own class"),
+    "blind_answers": (lambda tq, ta, teq, order: [max(set(ta), key=ta.count)] * len(teq), "same question only"),
+    "td_layer_norm": (lambda x, t, T, gamma, beta, a, b: (lambda w: (x - x.mean(-1, keepdim=True)) / torch.sqrt(
+        x.var(-1, keepdim=True) + 1e-5) * (w * gamma[0] + (1 - w) * gamma[1]) + (w * beta[0] + (1 - w) * beta[1]))(
+        torch.sigmoid(a * t.float() / T + b)[:, None, None]), "biased variance"),
+    "hardest_negative_loss": (lambda i, t, m: wb.vl.hinge_sum(i, t, m), "sum of violations"),
 }
 
 

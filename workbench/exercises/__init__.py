@@ -279,24 +279,20 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "streams is [n, B, C, H, W] (n streams of features), scores [n, B, C] (a selection score per stream, "
              "image and channel); turn the scores into weights by a softmax across the streams and return the "
              "streams' weighted sum.", _checks.skff_fuse),
-    Exercise("predict_by_description", "61_classification_by_description.ipynb",
-             "sims is a list with one tensor per class: the similarities [N, d_c] of N images to that class's d_c "
-             "descriptors. Write predict_by_description(sims) -> int64 [N]: the class whose descriptors have the "
-             "highest mean similarity.", _checks.predict_by_description),
+    Exercise("receptive_field", "56_simple_segmentation.ipynb",
+             "Write receptive_field(layers) -> int: layers is a list of (kernel, stride) pairs, a plain stack of "
+             "convolutions or poolings in order; return the side in input pixels of the square one output pixel "
+             "of the last layer can see (start from 1; each layer adds (kernel - 1) times the product of the "
+             "strides of the layers before it).", _checks.receptive_field),
+    Exercise("residual_codes", "57_resgen_tokens.ipynb",
+             "x is [N, dim], codebooks [D, K, dim]. Write residual_codes(x, codebooks) -> int64 codes [N, D]: at "
+             "level d the index of the code of codebooks[d] nearest (Euclidean) to the residual, x minus the codes "
+             "chosen at levels 0 .. d-1 (residual vector quantization).", _checks.residual_codes),
     Exercise("edge_mask", "58_dpenet.ipynb",
              "Write edge_mask(images, quantile) -> bool tensor [N, H, W]: the edges and textures of float images "
              "[N, C, H, W]. For each image take the grey image (the mean over the channels), its gradients along the "
              "rows and columns with torch.gradient, the magnitude sqrt(gx^2 + gy^2), and mark the pixels strictly "
              "above that image's own quantile of its H * W magnitudes (torch.quantile).", _checks.edge_mask),
-    Exercise("residual_codes", "57_resgen_tokens.ipynb",
-             "x is [N, dim], codebooks [D, K, dim]. Write residual_codes(x, codebooks) -> int64 codes [N, D]: at "
-             "level d the index of the code of codebooks[d] nearest (Euclidean) to the residual, x minus the codes "
-             "chosen at levels 0 .. d-1 (residual vector quantization).", _checks.residual_codes),
-    Exercise("match_best", "63_gist.ipynb",
-             "image_embeddings is [N, D], text_embeddings [C, M, D] (M candidate descriptions for each of C classes), "
-             "labels [N] (each image's class). Write match_best(image_embeddings, text_embeddings, labels) -> an int64 "
-             "tensor [N]: for each image the index (0..M-1) of the candidate of its own class with the largest dot "
-             "product with the image (GIST's matching step).", _checks.match_best),
     Exercise("td_layer_norm", "59_dimr.ipynb",
              "Write td_layer_norm(x, t, T, gamma, beta, a, b) -> tensor [B, N, D]: DiMR's time-dependent layer norm. "
              "Normalize each token of x [B, N, D] over its D features (biased variance, eps 1e-5, no affine), then "
@@ -310,11 +306,21 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "often to that same question in training (a tie goes to the answer first in order); a question never "
              "asked in training gets the most frequent training answer overall (ties the same way).",
              _checks.blind_answers),
-    Exercise("receptive_field", "56_simple_segmentation.ipynb",
-             "Write receptive_field(layers) -> int: layers is a list of (kernel, stride) pairs, a plain stack of "
-             "convolutions or poolings in order; return the side in input pixels of the square one output pixel "
-             "of the last layer can see (start from 1; each layer adds (kernel - 1) times the product of the "
-             "strides of the layers before it).", _checks.receptive_field),
+    Exercise("predict_by_description", "61_classification_by_description.ipynb",
+             "sims is a list with one tensor per class: the similarities [N, d_c] of N images to that class's d_c "
+             "descriptors. Write predict_by_description(sims) -> int64 [N]: the class whose descriptors have the "
+             "highest mean similarity.", _checks.predict_by_description),
+    Exercise("hardest_negative_loss", "62_image_text_matching.ipynb",
+             "Write hardest_negative_loss(img, txt, margin) -> scalar tensor: VSE++'s ranking loss. img and txt are "
+             "[B, D] embeddings of B matching pairs (row i of each belongs together); with s = img @ txt.T, for each "
+             "image the largest hinge max(0, margin - s[i, i] + s[i, j]) over the other captions j != i, plus for "
+             "each caption the largest hinge max(0, margin - s[j, j] + s[i, j]) over the other images i != j; "
+             "return the mean over the batch.", _checks.hardest_negative_loss),
+    Exercise("match_best", "63_gist.ipynb",
+             "image_embeddings is [N, D], text_embeddings [C, M, D] (M candidate descriptions for each of C classes), "
+             "labels [N] (each image's class). Write match_best(image_embeddings, text_embeddings, labels) -> an int64 "
+             "tensor [N]: for each image the index (0..M-1) of the candidate of its own class with the largest dot "
+             "product with the image (GIST's matching step).", _checks.match_best),
 ]}
 
 

@@ -1941,46 +1941,6 @@ def predict_by_description(fn) -> str | None:
             f"got {answers[wrong[0]].tolist()}")
 
 
-def predict_by_description(fn) -> str | None:
-    g = torch.Generator().manual_seed(0)
-    cases = [("a hand-made case: class 0 has one descriptor at 0.6, class 1 three at 0.3 (sum 0.9, mean 0.3)",
-              [torch.tensor([[0.6]]), torch.tensor([[0.3, 0.3, 0.3]])]),
-             ("a hand-made case: class 1's best descriptor is 0.9 but its mean 0.3, class 0's mean 0.5",
-              [torch.tensor([[0.5, 0.5]]), torch.tensor([[0.9, 0.0, 0.0]])]),
-             ("5 images, 3 classes of 1, 4 and 2 descriptors, random",
-              [torch.rand(5, d, generator=g) for d in (1, 4, 2)]),
-             ("7 images, 4 classes of 3 descriptors each, random", [torch.randn(7, 3, generator=g) for _ in range(4)]),
-             ("2 images, one class", [torch.rand(2, 3, generator=g)])]
-    answers = []
-    for what, sims in cases:
-        want = ref.predict_by_description(sims)
-        try:
-            got = _attempt(lambda: fn([s.clone() for s in sims]), f"for {what}")
-        except _Raised as e:
-            return str(e)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return (f"for {what}: return one class index per image, a tensor of shape {tuple(want.shape)}, got "
-                    f"{getattr(got, 'shape', type(got).__name__)}")
-        if got.dtype.is_floating_point:
-            return f"for {what}: return class indices (int64, argmax), not scores"
-        answers.append(got.long())
-    wrong = [i for i, ((_, sims), got) in enumerate(zip(cases, answers))
-             if not torch.equal(got, ref.predict_by_description(sims))]
-    if not wrong:
-        return None
-    what = cases[wrong[0]][0]
-    mistakes = [(lambda s: s.sum(1), "you summed each class's similarities; take their mean, or a class with more "
-                                     "descriptors wins just by having more"),
-                (lambda s: s.amax(1), "you took each class's best descriptor; the score is the mean over all of them"),
-                (lambda s: -s.mean(1), "you picked the class with the lowest mean similarity; the highest wins")]
-    for score, message in mistakes:
-        if all(torch.equal(got, torch.stack([score(s) for s in sims], 1).argmax(1))
-               for (_, sims), got in zip(cases, answers)):
-            return f"for {what}: {message}"
-    return (f"for {what}: expected {ref.predict_by_description(cases[wrong[0]][1]).tolist()}, "
-            f"got {answers[wrong[0]].tolist()}")
-
-
 def edge_mask(fn) -> str | None:
     g = torch.Generator().manual_seed(0)
     step = torch.zeros(1, 3, 8, 8)
@@ -2024,6 +1984,43 @@ def edge_mask(fn) -> str | None:
             return f"{where}: mark the strong gradients (above the quantile), not the weak ones"
         return (f"{where}: the grey image is the mean over the channels; torch.gradient(grey, dim=(1, 2)) gives the "
                 "gradients along the rows and the columns; threshold sqrt(gx² + gy²) at each image's torch.quantile")
+    return None
+
+
+def receptive_field(fn) -> str | None:
+    cases = [([], 1, "no layers: one pixel sees itself"),
+             ([(3, 1)], 3, "a hand-made case: one 3x3 convolution sees 3 pixels"),
+             ([(3, 1), (3, 1)], 5, "a hand-made case: two 3x3 convolutions of stride 1 see 5 pixels"),
+             ([(3, 2), (3, 1)], 7, "a hand-made case: a 3x3 of stride 2, then a 3x3: the second widens by 2 x 2"),
+             ([(7, 2), (3, 2), (3, 1), (3, 1)], 27, "a ResNet-like stem: 7x7/2, 3x3 pool/2, two 3x3"),
+             ([(3, 1), (3, 2), (3, 1), (3, 2), (3, 1), (1, 1)], 1 + 2 + 2 + 4 + 4 + 8 + 0,
+              "a CIFAR-ResNet-like stack with a 1x1 at the end (a 1x1 adds nothing)"),
+             ([(5, 1)] * 4, 17, "four 5x5 convolutions")]
+    for layers, want, what in cases:
+        try:
+            got = _attempt(lambda: fn(list(layers)), f"{what} (layers {layers})")
+        except _Raised as e:
+            return str(e)
+        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != int(got):
+            return f"{what}: return a whole number of pixels (an int), got {got!r}"
+        got = int(got)
+        if got == want:
+            continue
+        jump_after, size_after = 1, 1
+        for kernel, stride in layers:       # the usual slip: multiplying by the strides including this layer's
+            jump_after *= stride
+            size_after += (kernel - 1) * jump_after
+        if layers and got == size_after and size_after != want:
+            return (f"{what}: expected {want}, got {got}: a layer widens the view by (kernel - 1) times the product "
+                    "of the strides of the layers BEFORE it, not including its own stride")
+        if layers and got == 1 + sum(k - 1 for k, _ in layers):
+            return (f"{what}: expected {want}, got {got}: the strides matter: after a stride-2 layer each further "
+                    "step of kernel covers 2 input pixels (multiply kernel - 1 by the product of earlier strides)")
+        if not layers and got == 0:
+            return f"{what}: expected 1, got 0: start from 1 (with no layers an output pixel is an input pixel)"
+        if layers and got == sum(k for k, _ in layers):
+            return f"{what}: expected {want}, got {got}: the kernels overlap: each adds kernel - 1, and start from 1"
+        return f"{what}: expected {want} pixels, got {got}"
     return None
 
 
@@ -2097,54 +2094,6 @@ def match_best(fn) -> str | None:
     return None
 
 
-def td_layer_norm(fn) -> str | None:
-    g = torch.Generator().manual_seed(0)
-    zeros = torch.zeros(2, 3)
-    hand = torch.tensor([[[1.0, 2.0, 3.0]]])                                       # normalized: [-1.2247, 0, 1.2247]
-    cases = [(hand, torch.tensor([5]), 10, torch.tensor([[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]]), zeros, 0.0, 0.0,
-              "a hand-made case: w = sigmoid(0) = 0.5, scale 1, no shift: the plain normalized token"),
-             (hand, torch.tensor([0]), 10, torch.tensor([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]]),
-              torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), 0.0, 100.0,
-              "a hand-made case: b = 100 makes w = 1, the first scale and shift"),
-             (torch.randn(4, 5, 6, generator=g), torch.tensor([1, 250, 500, 1000]), 1000,
-              torch.randn(2, 6, generator=g), torch.randn(2, 6, generator=g), 3.0, -1.5, "random tokens, T = 1000"),
-             (torch.randn(2, 3, 4, generator=g) * 10 + 5, torch.tensor([7, 3]), 8, torch.randn(2, 4, generator=g),
-              torch.randn(2, 4, generator=g), -2.0, 0.5, "tokens far from zero mean and unit variance")]
-    for x, t, T, gamma, beta, a, b, what in cases:
-        want = ref.td_layer_norm(x, t, T, gamma, beta, a, b)
-        try:
-            got = _attempt(lambda: fn(x.clone(), t.clone(), T, gamma.clone(), beta.clone(), a, b),
-                           f"{what} (x {tuple(x.shape)})")
-        except _Raised as e:
-            return str(e)
-        if not isinstance(got, torch.Tensor):
-            return f"{what}: return a tensor [B, N, D], got {type(got).__name__}"
-        if got.shape != want.shape:
-            return f"{what}: expected shape {tuple(want.shape)} ([B, N, D]), got {tuple(got.shape)}"
-        if torch.allclose(got.float(), want, atol=1e-4):
-            continue
-        close = lambda v: v.shape == got.shape and torch.allclose(got.float(), v, atol=1e-4)  # noqa: E731
-        where = f"{what}: wrong values"
-        mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=True, keepdim=True)
-        w = torch.sigmoid(a * t.float() / T + b)[:, None, None]
-        if close((x - mean) / torch.sqrt(var + 1e-5) * (w * gamma[0] + (1 - w) * gamma[1])
-                 + (w * beta[0] + (1 - w) * beta[1])):
-            return f"{where}: layer norm divides by the biased variance (unbiased=False), not the unbiased one"
-        if close(ref.td_layer_norm(x, t, T, gamma.flip(0), beta.flip(0), a, b)):
-            return f"{where}: w weighs the FIRST vectors (w * gamma[0] + (1 - w) * gamma[1]); you swapped them"
-        if close(ref.td_layer_norm(x, t * T, T, gamma, beta, a, b)):
-            return f"{where}: the timestep enters as t / T (a fraction of the schedule), not t itself"
-        scale, shift = w * gamma[0] + (1 - w) * gamma[1], w * beta[0] + (1 - w) * beta[1]
-        over_tokens = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)
-        if x.shape[1] > 1 and close(over_tokens * scale + shift):
-            return f"{where}: normalize each token over its D features (the last dimension), not over the tokens"
-        if close(x * scale + shift):
-            return f"{where}: normalize each token first (zero mean, unit variance over D), then scale and shift"
-        return (f"{where}: expected {want.flatten()[:4].tolist()}..., got {got.flatten()[:4].tolist()}... "
-                "(w = sigmoid(a * t / T + b) is one number per image: shape it [B, 1, 1])")
-    return None
-
-
 def blind_answers(fn) -> str | None:
     import random
 
@@ -2197,38 +2146,101 @@ def blind_answers(fn) -> str | None:
     return None
 
 
-def receptive_field(fn) -> str | None:
-    cases = [([], 1, "no layers: one pixel sees itself"),
-             ([(3, 1)], 3, "a hand-made case: one 3x3 convolution sees 3 pixels"),
-             ([(3, 1), (3, 1)], 5, "a hand-made case: two 3x3 convolutions of stride 1 see 5 pixels"),
-             ([(3, 2), (3, 1)], 7, "a hand-made case: a 3x3 of stride 2, then a 3x3: the second widens by 2 x 2"),
-             ([(7, 2), (3, 2), (3, 1), (3, 1)], 27, "a ResNet-like stem: 7x7/2, 3x3 pool/2, two 3x3"),
-             ([(3, 1), (3, 2), (3, 1), (3, 2), (3, 1), (1, 1)], 1 + 2 + 2 + 4 + 4 + 8 + 0,
-              "a CIFAR-ResNet-like stack with a 1x1 at the end (a 1x1 adds nothing)"),
-             ([(5, 1)] * 4, 17, "four 5x5 convolutions")]
-    for layers, want, what in cases:
+def td_layer_norm(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    zeros = torch.zeros(2, 3)
+    hand = torch.tensor([[[1.0, 2.0, 3.0]]])                                       # normalized: [-1.2247, 0, 1.2247]
+    cases = [(hand, torch.tensor([5]), 10, torch.tensor([[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]]), zeros, 0.0, 0.0,
+              "a hand-made case: w = sigmoid(0) = 0.5, scale 1, no shift: the plain normalized token"),
+             (hand, torch.tensor([0]), 10, torch.tensor([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]]),
+              torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]), 0.0, 100.0,
+              "a hand-made case: b = 100 makes w = 1, the first scale and shift"),
+             (torch.randn(4, 5, 6, generator=g), torch.tensor([1, 250, 500, 1000]), 1000,
+              torch.randn(2, 6, generator=g), torch.randn(2, 6, generator=g), 3.0, -1.5, "random tokens, T = 1000"),
+             (torch.randn(2, 3, 4, generator=g) * 10 + 5, torch.tensor([7, 3]), 8, torch.randn(2, 4, generator=g),
+              torch.randn(2, 4, generator=g), -2.0, 0.5, "tokens far from zero mean and unit variance")]
+    for x, t, T, gamma, beta, a, b, what in cases:
+        want = ref.td_layer_norm(x, t, T, gamma, beta, a, b)
         try:
-            got = _attempt(lambda: fn(list(layers)), f"{what} (layers {layers})")
+            got = _attempt(lambda: fn(x.clone(), t.clone(), T, gamma.clone(), beta.clone(), a, b),
+                           f"{what} (x {tuple(x.shape)})")
         except _Raised as e:
             return str(e)
-        if isinstance(got, bool) or not isinstance(got, (int, float)) or got != int(got):
-            return f"{what}: return a whole number of pixels (an int), got {got!r}"
-        got = int(got)
-        if got == want:
+        if not isinstance(got, torch.Tensor):
+            return f"{what}: return a tensor [B, N, D], got {type(got).__name__}"
+        if got.shape != want.shape:
+            return f"{what}: expected shape {tuple(want.shape)} ([B, N, D]), got {tuple(got.shape)}"
+        if torch.allclose(got.float(), want, atol=1e-4):
             continue
-        jump_after, size_after = 1, 1
-        for kernel, stride in layers:       # the usual slip: multiplying by the strides including this layer's
-            jump_after *= stride
-            size_after += (kernel - 1) * jump_after
-        if layers and got == size_after and size_after != want:
-            return (f"{what}: expected {want}, got {got}: a layer widens the view by (kernel - 1) times the product "
-                    "of the strides of the layers BEFORE it, not including its own stride")
-        if layers and got == 1 + sum(k - 1 for k, _ in layers):
-            return (f"{what}: expected {want}, got {got}: the strides matter: after a stride-2 layer each further "
-                    "step of kernel covers 2 input pixels (multiply kernel - 1 by the product of earlier strides)")
-        if not layers and got == 0:
-            return f"{what}: expected 1, got 0: start from 1 (with no layers an output pixel is an input pixel)"
-        if layers and got == sum(k for k, _ in layers):
-            return f"{what}: expected {want}, got {got}: the kernels overlap: each adds kernel - 1, and start from 1"
-        return f"{what}: expected {want} pixels, got {got}"
+        close = lambda v: v.shape == got.shape and torch.allclose(got.float(), v, atol=1e-4)  # noqa: E731
+        where = f"{what}: wrong values"
+        mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=True, keepdim=True)
+        w = torch.sigmoid(a * t.float() / T + b)[:, None, None]
+        if close((x - mean) / torch.sqrt(var + 1e-5) * (w * gamma[0] + (1 - w) * gamma[1])
+                 + (w * beta[0] + (1 - w) * beta[1])):
+            return f"{where}: layer norm divides by the biased variance (unbiased=False), not the unbiased one"
+        if close(ref.td_layer_norm(x, t, T, gamma.flip(0), beta.flip(0), a, b)):
+            return f"{where}: w weighs the FIRST vectors (w * gamma[0] + (1 - w) * gamma[1]); you swapped them"
+        if close(ref.td_layer_norm(x, t * T, T, gamma, beta, a, b)):
+            return f"{where}: the timestep enters as t / T (a fraction of the schedule), not t itself"
+        scale, shift = w * gamma[0] + (1 - w) * gamma[1], w * beta[0] + (1 - w) * beta[1]
+        over_tokens = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)
+        if x.shape[1] > 1 and close(over_tokens * scale + shift):
+            return f"{where}: normalize each token over its D features (the last dimension), not over the tokens"
+        if close(x * scale + shift):
+            return f"{where}: normalize each token first (zero mean, unit variance over D), then scale and shift"
+        return (f"{where}: expected {want.flatten()[:4].tolist()}..., got {got.flatten()[:4].tolist()}... "
+                "(w = sigmoid(a * t / T + b) is one number per image: shape it [B, 1, 1])")
+    return None
+
+
+def hardest_negative_loss(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    unit = lambda *shape: F.normalize(torch.randn(*shape, generator=g, dtype=torch.float64), dim=-1)  # noqa: E731
+    sim = torch.tensor([[1.0, 0.9, 0.85], [0.0, 1.0, 0.6], [0.95, 0.0, 1.0]], dtype=torch.float64)
+    cases = [("3 pairs by hand (img = I, so s = txt.T), margin 0.2", torch.eye(3, dtype=torch.float64), sim.T.clone(),
+              0.2, 0.55 / 3),
+             ("4 orthogonal pairs, margin 0.2 (no violation)", torch.eye(4, dtype=torch.float64),
+              torch.eye(4, dtype=torch.float64), 0.2, 0.0),
+             ("5 identical pairs, margin 0.3 (every hinge is the margin)", unit(1, 4).expand(5, 4).clone(), None, 0.3,
+              0.6),
+             ("6 random pairs, margin 0.2", unit(6, 8), unit(6, 8), 0.2, None),
+             ("8 random pairs, margin 0.5", unit(8, 3), unit(8, 3), 0.5, None)]
+    for where, img, txt, margin, exact in cases:
+        txt = img.clone() if txt is None else txt
+        want = float(ref.hardest_negative_loss(img, txt, margin)) if exact is None else exact
+        try:
+            got = _attempt(lambda: fn(img.clone(), txt.clone(), margin), f"for {where}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            return (f"for {where} return one number as a tensor (the mean loss), got "
+                    f"{getattr(got, 'shape', type(got).__name__)}")
+        got = float(got)
+        if abs(got - want) <= 1e-6 * max(1.0, abs(want)):
+            continue
+        s = img @ txt.T
+        pos, off = s.diag(), ~torch.eye(len(s), dtype=torch.bool)
+        i2t = (margin - pos[:, None] + s).clamp(min=0) * off
+        t2i = (margin - pos[None, :] + s).clamp(min=0) * off
+        near = lambda v: abs(got - float(v)) < 1e-6 * max(1.0, abs(float(v)))  # noqa: E731
+        if near((i2t.sum(1) + t2i.sum(0)).mean()):
+            return (f"for {where} you summed the hinge over every negative (the sum of violations): VSE++ keeps "
+                    "only the hardest negative of each query, the largest hinge")
+        if near(i2t.amax(1).mean()) or near(t2i.amax(0).mean()):
+            return (f"for {where} you gave one direction only: add each image's hardest caption and each "
+                    "caption's hardest image")
+        if near(len(s) * want):
+            return f"for {where} the loss was summed over the pairs: take the mean over the batch"
+        with_pos_i = (margin - pos[:, None] + s).clamp(min=0).amax(1)
+        with_pos_t = (margin - pos[None, :] + s).clamp(min=0).amax(0)
+        if near((with_pos_i + with_pos_t).mean()):
+            return (f"for {where} the true pair was counted as a negative (its hinge is always the margin): leave "
+                    "the diagonal out")
+        raw = ((margin - pos[:, None] + s).masked_fill(~off, -math.inf).amax(1)
+               + (margin - pos[None, :] + s).masked_fill(~off, -math.inf).amax(0)).mean()
+        if near(raw):
+            return (f"for {where} the hinge was not clipped at zero: a negative already beaten by the margin "
+                    "costs max(0, margin - s_pos + s_neg) = 0, not a negative number")
+        return f"for {where} expected {want:.6f}, got {got:.6f}"
     return None

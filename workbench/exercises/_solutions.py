@@ -435,17 +435,20 @@ def predict_by_description(sims):
     return scores.argmax(1)
 
 
-def predict_by_description(sims):
-    scores = torch.stack([torch.as_tensor(s, dtype=torch.float64).mean(1) for s in sims], 1)   # [N, classes]
-    return scores.argmax(1)
-
-
 def edge_mask(images, quantile):
     grey = images.float().mean(1)                                   # [N, H, W]: the channel mean
     gy, gx = torch.gradient(grey, dim=(1, 2))                       # central differences along rows, columns
     magnitude = torch.sqrt(gx ** 2 + gy ** 2)
     level = torch.quantile(magnitude.flatten(1), quantile, dim=1)   # [N]: each image's own level
     return magnitude > level[:, None, None]
+
+
+def receptive_field(layers) -> int:
+    size, jump = 1, 1                      # the view of one output pixel; the input pixels one step spans
+    for kernel, stride in layers:
+        size += (kernel - 1) * jump        # this layer widens the view by kernel - 1 of its input's steps
+        jump *= stride
+    return size
 
 
 def residual_codes(x, codebooks) -> torch.Tensor:
@@ -462,14 +465,6 @@ def match_best(image_embeddings, text_embeddings, labels):
     return torch.einsum("nd,nmd->nm", image_embeddings, own).argmax(1)     # [N]
 
 
-def td_layer_norm(x, t, T, gamma, beta, a, b):
-    w = torch.sigmoid(a * t.to(x.dtype) / T + b)[:, None, None]                  # [B, 1, 1]: one weight per image
-    mean = x.mean(-1, keepdim=True)
-    var = x.var(-1, unbiased=False, keepdim=True)                                # the biased variance, as LayerNorm
-    normed = (x - mean) / torch.sqrt(var + 1e-5)
-    return normed * (w * gamma[0] + (1 - w) * gamma[1]) + (w * beta[0] + (1 - w) * beta[1])
-
-
 def blind_answers(train_questions, train_answers, test_questions, order):
     rank = {a: i for i, a in enumerate(order)}
     per: dict = {}
@@ -482,9 +477,18 @@ def blind_answers(train_questions, train_answers, test_questions, order):
     return [best(per.get(q) or overall) for q in test_questions]
 
 
-def receptive_field(layers) -> int:
-    size, jump = 1, 1                      # the view of one output pixel; the input pixels one step spans
-    for kernel, stride in layers:
-        size += (kernel - 1) * jump        # this layer widens the view by kernel - 1 of its input's steps
-        jump *= stride
-    return size
+def td_layer_norm(x, t, T, gamma, beta, a, b):
+    w = torch.sigmoid(a * t.to(x.dtype) / T + b)[:, None, None]                  # [B, 1, 1]: one weight per image
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)                                # the biased variance, as LayerNorm
+    normed = (x - mean) / torch.sqrt(var + 1e-5)
+    return normed * (w * gamma[0] + (1 - w) * gamma[1]) + (w * beta[0] + (1 - w) * beta[1])
+
+
+def hardest_negative_loss(img, txt, margin):
+    s = img.double() @ txt.double().T                                  # [B, B]: image i against caption j
+    pos = s.diag()
+    off = ~torch.eye(len(s), dtype=torch.bool)
+    i2t = ((margin - pos[:, None] + s).clamp(min=0) * off).amax(1)     # each image's hardest caption
+    t2i = ((margin - pos[None, :] + s).clamp(min=0) * off).amax(0)     # each caption's hardest image
+    return (i2t + t2i).mean()
