@@ -111,6 +111,12 @@ def degrade(images: torch.Tensor, kind: str, severity: int = 3, seed: int = 0, o
         raise ValueError(f"unknown degradation {kind!r}; choose one of {', '.join(DEGRADATIONS)}")
     if not (isinstance(severity, int) and 0 <= severity <= 5):
         raise ValueError(f"severity is an integer from 0 (none) to 5, got {severity!r}")
+    if kind in ("down2", "down4"):
+        f = 2 if kind == "down2" else 4
+        h, w = images.shape[-2:]
+        if h % f or w % f:
+            raise ValueError(f"{kind} shrinks each side by {f}, but the images are {h}x{w}: {f} must divide both "
+                             f"sides (crop or resize first, e.g. paired(data, {kind!r}, size={f * max(1, h // f)}))")
     if severity == 0 and kind not in ("down2", "down4"):
         return images.clone()
     x = images.float() / 255

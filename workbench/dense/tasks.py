@@ -103,7 +103,9 @@ class SegmentationData:
         if self.masks.shape != (self.images.shape[0], *self.images.shape[2:]):
             raise ValueError(f"masks must be [N, H, W] beside images [N, C, H, W], got {tuple(self.masks.shape)}")
         if len(self.masks) and (int(self.masks.min()) < 0 or int(self.masks.max()) >= self.num_classes):
-            raise ValueError(f"mask values must lie in 0..{self.num_classes - 1}")
+            raise ValueError(f"mask values must lie in 0..{self.num_classes - 1} (one id per class, num_classes="
+                             f"{self.num_classes}), got ids {int(self.masks.min())}..{int(self.masks.max())}: fix the "
+                             "masks or raise num_classes to the largest id + 1")
 
     def __len__(self) -> int:
         return len(self.images)

@@ -52,6 +52,9 @@ class ResidualVQ(nn.Module):
         for name, v in (("dim", dim), ("depth", depth), ("size", size)):
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if size == 1:
+            raise ValueError("a codebook of size one gives every vector code 0 and carries no information: use "
+                             "size >= 2 (codes per level; e.g. 256)")
         if not 0 < decay < 1:
             raise ValueError(f"decay must lie in (0, 1), got {decay}")
         g = torch.Generator().manual_seed(seed)
