@@ -32,7 +32,7 @@ from safetensors.torch import save as st_save
 
 from . import config
 
-__all__ = ["cached", "cache_key", "cache_path", "atomic_write_bytes", "clear_cache"]
+__all__ = ["cached", "cache_key", "cache_path", "atomic_write_bytes", "clear_cache", "fingerprint"]
 
 FORMAT_VERSION = 1
 
@@ -59,6 +59,14 @@ def _canonical(obj: Any) -> Any:
         f"cache key contains a {type(obj).__name__}, which has no stable text form; "
         "use numbers, strings, lists, dicts, paths or tensors in the key"
     )
+
+
+def fingerprint(*parts: Any, length: int = 20) -> str:
+    """A short hex digest of ``parts`` (tensors by their bytes, shape and dtype; numbers, strings, lists and
+    dicts by their canonical form): what a cache key holds in place of a dataset or a table, so that two inputs
+    of the same shape but different contents never share an entry."""
+    payload = json.dumps(_canonical(list(parts)), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]
 
 
 def cache_key(key: Any, name: str = "result", version: str | int | None = None) -> str:

@@ -84,3 +84,22 @@ def test_unwritable_cache_dir_names_the_fix(tmp_path):
         target = str(ro / "sub")
     with pytest.raises(OSError, match="WORKBENCH_CACHE_DIR"):
         wb.cached(lambda: 1, key=1, name="x", cache_dir=target)
+
+
+def test_fingerprint_tells_same_shaped_contents_apart():
+    from workbench.cache import fingerprint
+    a = torch.zeros(3, 4, dtype=torch.long)
+    b = a.clone()
+    b[2, 3] = 1
+    assert fingerprint(a) == fingerprint(a.clone()) and fingerprint(a) != fingerprint(b)
+    assert fingerprint(a) != fingerprint(a.view(4, 3)) != fingerprint(a.int())     # shape and dtype count too
+    assert fingerprint(a, "x") != fingerprint(a, "y") and len(fingerprint(a, length=8)) == 8
+
+
+def test_a_contrastive_task_is_keyed_by_its_captions_not_only_their_shape():
+    import workbench as wb
+    table = torch.randint(4, 30, (5, 2, 6))
+    other = table.clone()
+    other[0, 0, 0] += 1
+    key = lambda t: wb.vl.ImageTextContrastive(t).config()  # noqa: E731
+    assert key(table) == key(table.clone()) and key(table) != key(other)

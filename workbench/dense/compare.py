@@ -21,12 +21,12 @@
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
 
+from ..cache import fingerprint
 from ..data.dataset import ImageDataset, to_float
 from ..data.degrade import PairedImages, PairLoader, paired
 from ..models._registry import create_model
@@ -157,11 +157,7 @@ def skff_weights(model: nn.Module, pairs: PairedImages, batch_size: int = 250) -
 
 def pairs_fingerprint(pairs: PairedImages) -> str:
     """A short hash of the pairs' pixels (for cache keys)."""
-    h = hashlib.sha256()
-    for t in (pairs.degraded, pairs.clean):
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:20]
+    return fingerprint(pairs.degraded, pairs.clean)
 
 
 def _fit_key(k: str, v: Any) -> Any:

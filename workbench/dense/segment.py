@@ -19,7 +19,6 @@ Architectures for Semantic Segmentation*, arXiv:2206.08236).
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any, Iterable
 
@@ -27,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..cache import fingerprint
 from ..models._registry import create_model
 from .metrics import effective_receptive_field, erf_radius
 from .tasks import SegLoader, Segmentation, SegmentationData
@@ -82,11 +82,7 @@ def seg_fingerprint(data: SegmentationData) -> str:
     """A short hash of a segmentation set's pixels and masks (for cache keys)."""
     if not isinstance(data, SegmentationData):
         raise TypeError(f"seg_fingerprint needs a wb.dense.SegmentationData, got {type(data).__name__}")
-    h = hashlib.sha256()
-    for t in (data.images, data.masks):
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:20]
+    return fingerprint(data.images, data.masks)
 
 
 def train_segmenter(name: str, train: SegmentationData, test: SegmentationData | None = None, *,

@@ -28,7 +28,6 @@ fine-tuned encoders. Here the scenes' grammar stands in for the language model:
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 from typing import Sequence
 
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cache import fingerprint
 from ..data import ImageDataset, random_stream
 from ..data.scenes import COLOURS, GROUNDS, ITEM_WORDS, SIZES, Scenes, make_scenes, tokenize
 from .losses import _CAPTION_STREAM, ImageTextContrastive
@@ -253,6 +253,6 @@ def fine_tune_contrastive(pretrained: nn.Module, images: ImageDataset, captions:
         model.load_state_dict(state)
         return {}
 
-    digest = hashlib.sha256(captions.cpu().numpy().tobytes()).hexdigest()[:16]
+    digest = fingerprint(captions, length=16)
     return train_model(name, data, model_kwargs=model_kwargs, seed=seed, task=PairContrastive(captions),
                        setup=setup, setup_key={"init": init_key, "captions": digest}, **fit_kwargs)

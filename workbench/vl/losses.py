@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cache import fingerprint
 from ..data import random_stream
 from ..data.scenes import Scenes, VOCAB, tokenize
 from ..train.tasks import Task
@@ -152,7 +153,7 @@ class ImageTextContrastive(Task):
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "loss": self.loss_name, "margin": self.margin,
-                "captions": list(self.captions.shape),
+                "captions": [*self.captions.shape, fingerprint(self.captions)],
                 **({"skip_duplicates": self.skip_duplicates} if self.loss_name != "info_nce" else {})}
 
 
@@ -187,7 +188,7 @@ class CaptionWords(Task):
         return (per * self.content).sum(1).mean() / self.content.sum()
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "scenes": len(self.bags)}
+        return {"name": self.name, "scenes": len(self.bags), "bags": fingerprint(self.bags)}
 
 
 class VQATask(Task):

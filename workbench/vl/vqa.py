@@ -11,12 +11,13 @@
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from typing import Any, Sequence
 
 import torch
 from torch import nn
+
+from ..cache import fingerprint
 
 __all__ = ["vqa_fingerprint", "train_vqa", "vqa_predict", "accuracy_by_kind", "majority_answers", "count_error"]
 
@@ -33,11 +34,7 @@ def vqa_fingerprint(data: Any) -> str:
     _check_data(data)
     fp = getattr(data, "_fingerprint", None)
     if fp is None:
-        h = hashlib.sha256()
-        for t in (data.images, data.scene, data.tokens, data.answers):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        h.update("|".join(data.kinds).encode())
-        fp = h.hexdigest()[:20]
+        fp = fingerprint(data.images, data.scene, data.tokens, data.answers, list(data.kinds))
         data._fingerprint = fp
     return fp
 
