@@ -160,19 +160,6 @@ def pairs_fingerprint(pairs: PairedImages) -> str:
     return fingerprint(pairs.degraded, pairs.clean)
 
 
-def _fit_key(k: str, v: Any) -> Any:
-    """A fit argument as it enters the cache key: algorithms by their configuration, functions by ``cache_key``."""
-    from ..train.events import describe
-    if k == "algorithms":
-        return [describe(a) for a in v if not getattr(a, "observer", False)]
-    if callable(v):
-        if not isinstance(getattr(v, "cache_key", None), str):
-            raise ValueError(f"train_restorer: {k}= is a function the cache cannot tell apart from another; give it "
-                             "a string attribute `cache_key` describing it, or pass cache=False")
-        return v.cache_key
-    return v
-
-
 def train_restorer(name: str, train: PairedImages, test: PairedImages | None = None, *,
                    model_kwargs: dict | None = None, seed: int = 0, loss: str = "l1", batch_size: int = 32,
                    cache: bool = True, **fit_kwargs: Any):
@@ -180,17 +167,11 @@ def train_restorer(name: str, train: PairedImages, test: PairedImages | None = N
     ``Restoration(loss)`` task (``test`` evaluated each epoch); cached on the model, the pairs' pixels, the seed
     and every fit argument. Returns ``wb.fit``'s ``TrainResult`` (from the cache: the model rebuilt with its
     trained weights, and the history)."""
-    from .. import config
-    from ..cache import cached
-    from ..train.checkpoint import load_state_checked
-    from ..train.trainer import TrainResult, fit
+    from ..train.cached import cached_fit
     from .tasks import Restoration
 
     if not isinstance(train, PairedImages) or (test is not None and not isinstance(test, PairedImages)):
         raise TypeError("train_restorer trains on wb.data.paired(...) pairs (PairedImages) for train and test")
-    bad = [k for k in ("task", "train", "test", "seed") if k in fit_kwargs]
-    if bad:
-        raise ValueError(f"train_restorer sets {', '.join(bad)} itself")
     model_kwargs = dict(model_kwargs or {})
 
     def build() -> nn.Module:
@@ -198,23 +179,11 @@ def train_restorer(name: str, train: PairedImages, test: PairedImages | None = N
         return create_model(name, **model_kwargs)
 
     def loaders():
-        tr = PairLoader(train, batch_size, seed=seed)
-        te = PairLoader(test, 250, shuffle=False) if test is not None else None
-        return tr, te
+        return (PairLoader(train, batch_size, seed=seed),
+                PairLoader(test, 250, shuffle=False) if test is not None else None)
 
-    def run() -> dict:
-        res = fit(build(), *loaders(), task=Restoration(loss), seed=seed, progress=False, **fit_kwargs)
-        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history,
-                "config": {k: str(v) for k, v in res.config.items()}}
-
-    if not cache:
-        return fit(build(), *loaders(), task=Restoration(loss), seed=seed, progress=False, **fit_kwargs)
-    key = {"model": name, "model_kwargs": model_kwargs, "seed": seed, "loss": loss, "batch_size": batch_size,
+    key = {"model": name, "model_kwargs": model_kwargs, "batch_size": batch_size,
            "train": [train.name, len(train), pairs_fingerprint(train)],
-           "test": [test.name, len(test), pairs_fingerprint(test)] if test is not None else None,
-           "fit": {k: _fit_key(k, v) for k, v in fit_kwargs.items() if k not in ("progress", "live", "device")}}
-    out = cached(run, key=key, name="train_restorer")
-    model = build()
-    load_state_checked(model, out["state"], "cached result")
-    model.to(fit_kwargs.get("device") or config.device())
-    return TrainResult(model, out["history"], out["config"])
+           "test": [test.name, len(test), pairs_fingerprint(test)] if test is not None else None}
+    return cached_fit(build, loaders, task=Restoration(loss), key=key, name="train_restorer", seed=seed, cache=cache,
+                      fit_kwargs=fit_kwargs)

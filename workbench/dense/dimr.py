@@ -24,7 +24,6 @@ This module holds what the comparison needs around the model:
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any, Callable, Iterable
 
 import torch
@@ -34,9 +33,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .diffusion import Denoising, NoiseSchedule, ddim_sample
 
-__all__ = ["tdln_time_change", "pad_images", "dit_macs", "width_for_macs", "train_diffusion", "generate", "max_probability",
+__all__ = ["pad_images", "dit_macs", "width_for_macs", "train_diffusion", "generate", "max_probability",
            "distorted_fraction", "patch_boundary_score", "feature_frechet", "denoising_loss_by_t",
-           "ablate_coarse", "tdln_weights"]
+           "ablate_coarse", "tdln_weights", "tdln_time_change"]
 
 
 # ------------------------------------------------------------------------------------------ data and cost
@@ -113,17 +112,13 @@ def train_diffusion(train, test=None, *, model_kwargs: dict | None = None, noise
     :class:`~workbench.dense.Denoising` task on ``train`` (no augmentation), ``test`` evaluated each epoch.
     Cached on the model, the data's pixels, the schedule, the seed and every fit argument. Returns ``wb.fit``'s
     ``TrainResult`` (from the cache: the model rebuilt with its trained weights, and the history)."""
-    from .. import config
-    from ..cache import cached
     from ..data import ImageDataset, Loader
     from ..models import create_model
-    from ..train.cached import data_fingerprint
-    from ..train.checkpoint import load_state_checked
-    from ..train.trainer import TrainResult, fit
+    from ..train.cached import cached_fit, data_fingerprint
 
     if not isinstance(train, ImageDataset) or (test is not None and not isinstance(test, ImageDataset)):
         raise TypeError("train_diffusion trains on wb.data.ImageDataset images (train and test)")
-    bad = [k for k in ("task", "seed", "augment", "batch_size") if k in fit_kwargs]
+    bad = [k for k in ("augment", "batch_size") if k in fit_kwargs]
     if bad:
         raise ValueError(f"train_diffusion sets {', '.join(bad)} itself")
     schedule = noise or NoiseSchedule(1000)
@@ -138,32 +133,15 @@ def train_diffusion(train, test=None, *, model_kwargs: dict | None = None, noise
         torch.manual_seed(seed)
         return create_model("dit_tiny", **model_kwargs)
 
-    def go():
-        tr = Loader(train, batch_size, seed=seed, augment=None)
-        te = Loader(test, 500, shuffle=False) if test is not None else None
-        return fit(build(), tr, te, task=Denoising(schedule), seed=seed, progress=False, **fit_kwargs)
+    def loaders():
+        return (Loader(train, batch_size, seed=seed, augment=None),
+                Loader(test, 500, shuffle=False) if test is not None else None)
 
-    if not cache:
-        return go()
-
-    def run() -> dict:
-        res = go()
-        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history,
-                "config": {k: str(v) for k, v in res.config.items()}}
-
-    for k, v in fit_kwargs.items():
-        if callable(v):
-            raise ValueError(f"train_diffusion: {k}= is a function the cache cannot tell apart; pass cache=False")
-    key = {"model_kwargs": model_kwargs, "seed": seed, "batch_size": batch_size,
-           "noise": Denoising(schedule).config(),
+    key = {"model_kwargs": model_kwargs, "batch_size": batch_size,
            "train": [train.name, len(train), data_fingerprint(train), list(train.mean), list(train.std)],
-           "test": [test.name, len(test), data_fingerprint(test)] if test is not None else None,
-           "fit": {k: v for k, v in fit_kwargs.items() if k not in ("progress", "live", "device")}}
-    out = cached(run, key=key, name="train_diffusion")
-    model = build()
-    load_state_checked(model, out["state"], "cached result")
-    model.to(fit_kwargs.get("device") or config.device())
-    return TrainResult(model, out["history"], out["config"])
+           "test": [test.name, len(test), data_fingerprint(test)] if test is not None else None}
+    return cached_fit(build, loaders, task=Denoising(schedule), key=key, name="train_diffusion", seed=seed,
+                      cache=cache, fit_kwargs=fit_kwargs)
 
 
 def generate(model: nn.Module, schedule: NoiseSchedule, n: int, *, mean: Iterable[float], std: Iterable[float],

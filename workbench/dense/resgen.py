@@ -108,20 +108,13 @@ def level_psnr(autoencoder: nn.Module, images: ImageDataset, batch_size: int = 5
     return (sums / len(images)).tolist()
 
 
-def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
 def train_rvq_autoencoder(train: ImageDataset, test: ImageDataset | None = None, *, depth: int = 4, size: int = 64,
                           dim: int = 16, width: int = 32, seed: int = 0, commitment_weight: float = 1.0,
                           cache: bool = True, **fit_kwargs):
     """``rvq_autoencoder`` (``in_chans`` from the data) trained with :class:`Reconstruction` through ``wb.fit``;
     cached on the data, the architecture, the seed and ``fit_kwargs``. Returns ``(model, history)``."""
-    from .. import config
-    from ..cache import cached
     from ..models import create_model
-    from ..train import fit
-    from ..train.cached import data_fingerprint
+    from ..train.cached import cached_fit, data_fingerprint
 
     kwargs = dict(in_chans=train.shape[0], width=width, dim=dim, depth=depth, size=size)
 
@@ -129,23 +122,12 @@ def train_rvq_autoencoder(train: ImageDataset, test: ImageDataset | None = None,
         torch.manual_seed(seed)
         return create_model("rvq_autoencoder", **kwargs)
 
-    def run():
-        res = fit(build(), train, test, task=Reconstruction(commitment_weight), seed=seed,
-                  **{"progress": False, **fit_kwargs})
-        return {"state": _state(res.model), "history": res.history}
-
-    if not cache:
-        out = run()
-    else:
-        skip = {"progress", "live", "device"}
-        key = {"model": kwargs, "seed": seed, "commitment_weight": commitment_weight,
-               "train": [train.name, train.split, len(train), data_fingerprint(train)],
-               "test": [test.name, test.split, len(test), data_fingerprint(test)] if test is not None else None,
-               "fit": {k: str(v) for k, v in fit_kwargs.items() if k not in skip}}
-        out = cached(run, key=key, name="rvq_autoencoder")
-    model = build()
-    model.load_state_dict(out["state"])
-    return model.to(fit_kwargs.get("device") or config.device()).eval(), out["history"]
+    key = {"model": kwargs, "commitment_weight": commitment_weight,
+           "train": [train.name, train.split, len(train), data_fingerprint(train)],
+           "test": [test.name, test.split, len(test), data_fingerprint(test)] if test is not None else None}
+    res = cached_fit(build, lambda: (train, test), task=Reconstruction(commitment_weight), key=key,
+                     name="rvq_autoencoder", seed=seed, cache=cache, fit_kwargs=fit_kwargs)
+    return res.model.eval(), res.history
 
 
 def train_token_generator(autoencoder: nn.Module, tokens: TokenData, head: str, *, width: int = 64, layers: int = 2,
@@ -154,13 +136,9 @@ def train_token_generator(autoencoder: nn.Module, tokens: TokenData, head: str, 
     """``rvq_generator`` with ``head`` (``"tokens"`` or ``"collective"``) on the autoencoder's code stacks
     ``tokens``, its codebooks loaded, trained with :class:`MaskedTokens` through ``wb.fit``; cached on the
     codebooks, the codes, the architecture, the seed and ``fit_kwargs``. Returns ``(model, history)``."""
-    from .. import config
-    from ..cache import _tensor_bytes, cached
+    from ..cache import fingerprint
     from ..models import create_model
-    from ..train import fit
-    from ..train.cached import model_fingerprint
-
-    import hashlib
+    from ..train.cached import cached_fit, model_fingerprint
 
     if not isinstance(tokens, TokenData):
         raise ValueError(f"tokens must be wb.dense.encode_tokens(autoencoder, images), got {type(tokens).__name__}")
@@ -173,25 +151,16 @@ def train_token_generator(autoencoder: nn.Module, tokens: TokenData, head: str, 
         torch.manual_seed(seed)
         return create_model("rvq_generator", **kwargs).load_codebooks(books)
 
-    def run():
-        res = fit(build(), TokenLoader(tokens, batch_size, seed=seed),
-                  TokenLoader(test, 500, shuffle=False) if test is not None else None,
-                  task=MaskedTokens(), seed=seed, **{"progress": False, "augment": None, **fit_kwargs})
-        return {"state": _state(res.model), "history": res.history}
+    def loaders():
+        return (TokenLoader(tokens, batch_size, seed=seed),
+                TokenLoader(test, 500, shuffle=False) if test is not None else None)
 
-    if not cache:
-        out = run()
-    else:
-        fp = lambda t: hashlib.sha256(_tensor_bytes(t.codes.cpu())).hexdigest()[:20]  # noqa: E731
-        skip = {"progress", "live", "device"}
-        key = {"model": kwargs, "seed": seed, "batch_size": batch_size, "autoencoder": model_fingerprint(autoencoder),
-               "tokens": fp(tokens), "test": fp(test) if test is not None else None,
-               "fit": {k: str(v) for k, v in fit_kwargs.items() if k not in skip}}
-        out = cached(run, key=key, name="rvq_generator")
-    model = build()
-    model.load_state_dict(out["state"])
-    model.codebooks_loaded = True
-    return model.to(fit_kwargs.get("device") or config.device()).eval(), out["history"]
+    key = {"model": kwargs, "batch_size": batch_size, "autoencoder": model_fingerprint(autoencoder),
+           "tokens": fingerprint(tokens.codes), "test": fingerprint(test.codes) if test is not None else None}
+    res = cached_fit(build, loaders, task=MaskedTokens(), key=key, name="rvq_generator", seed=seed, cache=cache,
+                     fit_kwargs={"augment": None, **fit_kwargs})
+    res.model.codebooks_loaded = True
+    return res.model.eval(), res.history
 
 
 @torch.no_grad()

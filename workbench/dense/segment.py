@@ -92,49 +92,28 @@ def train_segmenter(name: str, train: SegmentationData, test: SegmentationData |
     with the :class:`~workbench.dense.Segmentation` task on ``train`` (``test`` evaluated each epoch); cached on
     the model, the data's pixels and masks, the seed and every fit argument. Returns ``wb.fit``'s
     ``TrainResult`` (from the cache: the model rebuilt with its trained weights, and the history)."""
-    from .. import config
-    from ..cache import cached
-    from ..train.checkpoint import load_state_checked
-    from ..train.trainer import TrainResult, fit
-    from .compare import _fit_key
+    from ..train.cached import cached_fit
 
     if not isinstance(train, SegmentationData) or (test is not None and not isinstance(test, SegmentationData)):
         raise TypeError("train_segmenter trains on wb.dense.SegmentationData (e.g. SegmentationData.from_scenes) "
                         "for train and test")
     if test is not None and test.num_classes != train.num_classes:
         raise ValueError(f"train has {train.num_classes} classes, test {test.num_classes}")
-    bad = [k for k in ("task", "train", "test", "seed") if k in fit_kwargs]
-    if bad:
-        raise ValueError(f"train_segmenter sets {', '.join(bad)} itself")
     model_kwargs = {"num_classes": train.num_classes, **(model_kwargs or {})}
 
     def build() -> nn.Module:
         torch.manual_seed(seed)
         return create_model(name, **model_kwargs)
 
-    def run_fit():
-        tr = SegLoader(train, batch_size, seed=seed)
-        te = SegLoader(test, 250, shuffle=False) if test is not None else None
-        return fit(build(), tr, te, task=Segmentation(train.num_classes), seed=seed, progress=False, **fit_kwargs)
+    def loaders():
+        return (SegLoader(train, batch_size, seed=seed),
+                SegLoader(test, 250, shuffle=False) if test is not None else None)
 
-    if not cache:
-        return run_fit()
-
-    def run() -> dict:
-        res = run_fit()
-        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history,
-                "config": {k: str(v) for k, v in res.config.items()}}
-
-    key = {"model": name, "model_kwargs": model_kwargs, "seed": seed, "batch_size": batch_size,
+    key = {"model": name, "model_kwargs": model_kwargs, "batch_size": batch_size,
            "train": [train.name, len(train), seg_fingerprint(train)],
-           "test": [test.name, len(test), seg_fingerprint(test)] if test is not None else None,
-           "fit": {k: _fit_key(k, v) for k, v in fit_kwargs.items() if k not in ("progress", "live", "device")}}
-    out = cached(run, key=key, name="train_segmenter")
-    model = build()
-    load_state_checked(model, out["state"], "cached result")
-    model.to(fit_kwargs.get("device") or config.device())
-    history = out["history"] if isinstance(out["history"], pd.DataFrame) else pd.DataFrame(out["history"])
-    return TrainResult(model, history, out["config"])
+           "test": [test.name, len(test), seg_fingerprint(test)] if test is not None else None}
+    return cached_fit(build, loaders, task=Segmentation(train.num_classes), key=key, name="train_segmenter",
+                      seed=seed, cache=cache, fit_kwargs=fit_kwargs)
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -45,6 +45,58 @@ def _key_value(k: str, v: Any) -> Any:
     if k == "algorithms":
         return [describe(a) for a in v if not getattr(a, "observer", False)]
     return v.cache_key if callable(v) else v
+
+
+def _fit_key(k: str, v: Any, who: str) -> Any:
+    """A fit argument as it enters a cache key; a function must carry a string ``cache_key``."""
+    if k in ("task", "algorithms"):
+        return _key_value(k, v)
+    if callable(v):
+        if not isinstance(getattr(v, "cache_key", None), str):
+            raise ValueError(f"{who}: {k}= is a function, which the cache cannot tell apart from another; give it a "
+                             "string attribute `cache_key` describing it (wb.train.sam(...) has one), or pass "
+                             "cache=False")
+        return v.cache_key
+    return v
+
+
+def cached_fit(build: Callable[[], torch.nn.Module], loaders: Callable[[], tuple], *, task: Any, key: dict,
+               name: str, seed: int = 0, cache: bool = True, fit_kwargs: dict | None = None) -> TrainResult:
+    """``fit(build(), *loaders(), task=task, seed=seed, **fit_kwargs)``, cached (``fit_kwargs`` a dict). For data
+    that :func:`train_model` cannot take (restoration pairs, segmentation sets, visual questions, code stacks),
+    each group's ``train_*`` function is this with its own model, loaders and task.
+
+    ``build()`` makes the fresh model (seeded by the caller), ``loaders()`` returns ``(train, test or None)``.
+    The cache key is ``key`` (what the model and the data are: fingerprints, not only names) plus the seed, the
+    task's configuration and every fit argument but ``live``, ``progress`` and ``device``; from the cache the model
+    is rebuilt and its trained weights loaded. Returns :class:`TrainResult`.
+    """
+    from .. import config
+
+    fit_kwargs = dict(fit_kwargs or {})
+    bad = [k for k in ("task", "seed", "train", "test") if k in fit_kwargs]
+    if bad:
+        raise ValueError(f"{name} sets {', '.join(bad)} itself")
+
+    def run_fit() -> TrainResult:
+        return fit(build(), *loaders(), task=task, seed=seed, **{"progress": False, **fit_kwargs})
+
+    if not cache:
+        return run_fit()
+
+    def run() -> dict:
+        res = run_fit()
+        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history,
+                "config": {k: str(v) for k, v in res.config.items()}}
+
+    full = {**key, "seed": seed, "task": _key_value("task", task),
+            "fit": {k: _fit_key(k, v, name) for k, v in fit_kwargs.items() if k not in ("progress", "live", "device")}}
+    out = cached(run, key=full, name=name)
+    model = build()
+    load_state_checked(model, out["state"], "cached result")
+    model.to(fit_kwargs.get("device") or config.device())
+    history = out["history"] if isinstance(out["history"], pd.DataFrame) else pd.DataFrame(out["history"])
+    return TrainResult(model, history, out["config"])
 
 
 def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None, *, model_kwargs: dict | None = None,

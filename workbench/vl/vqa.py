@@ -46,21 +46,16 @@ def train_vqa(train: Any, test: Any | None = None, *, image: bool = True, seed: 
     ``test`` is evaluated each epoch. ``augment`` is off (a flip would keep every answer here, but the loaders
     of questions do not augment). Returns ``wb.fit``'s ``TrainResult`` (from the cache: the model rebuilt with
     its trained weights, and the history)."""
-    from .. import config
-    from ..cache import cached
     from ..data.maps import ANSWERS, VQALoader
     from ..models import create_model
-    from ..train.cached import _key_value
-    from ..train.checkpoint import load_state_checked
-    from ..train.trainer import TrainResult, fit
+    from ..train.cached import cached_fit
     from .losses import VQATask
 
     _check_data(train, "train")
     if test is not None:
         _check_data(test, "test")
-    bad = [k for k in ("task", "train", "test", "seed", "augment") if k in fit_kwargs]
-    if bad:
-        raise ValueError(f"train_vqa sets {', '.join(bad)} itself")
+    if "augment" in fit_kwargs:
+        raise ValueError("train_vqa sets augment itself (off: the loaders of questions do not augment)")
     model_kwargs = dict(model_kwargs or {})
     if "answers" in model_kwargs or "image" in model_kwargs:
         raise ValueError("train_vqa sets the model's answers (len(ANSWERS)) and image (its image= argument) itself")
@@ -71,28 +66,15 @@ def train_vqa(train: Any, test: Any | None = None, *, image: bool = True, seed: 
         torch.manual_seed(seed)
         return create_model("vqa_tiny", **kwargs)
 
-    def run_fit():
-        te = VQALoader(test, 500, shuffle=False) if test is not None else None
-        return fit(build(), VQALoader(train, batch_size, seed=seed), te, task=VQATask(), seed=seed, augment=None,
-                   progress=False, **fit_kwargs)
+    def loaders():
+        return (VQALoader(train, batch_size, seed=seed),
+                VQALoader(test, 500, shuffle=False) if test is not None else None)
 
-    if not cache:
-        return run_fit()
-
-    def run() -> dict:
-        res = run_fit()
-        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history,
-                "config": {k: str(v) for k, v in res.config.items()}}
-
-    key = {"model": "vqa_tiny", "model_kwargs": kwargs, "seed": seed, "batch_size": batch_size,
+    key = {"model": "vqa_tiny", "model_kwargs": kwargs, "batch_size": batch_size,
            "train": [train.name, len(train), vqa_fingerprint(train)],
-           "test": [test.name, len(test), vqa_fingerprint(test)] if test is not None else None,
-           "fit": {k: _key_value(k, v) for k, v in fit_kwargs.items() if k not in ("progress", "live", "device")}}
-    out = cached(run, key=key, name="train_vqa")
-    model = build()
-    load_state_checked(model, out["state"], "cached result")
-    model.to(fit_kwargs.get("device") or config.device())
-    return TrainResult(model, out["history"], out["config"])
+           "test": [test.name, len(test), vqa_fingerprint(test)] if test is not None else None}
+    return cached_fit(build, loaders, task=VQATask(), key=key, name="train_vqa", seed=seed, cache=cache,
+                      fit_kwargs={**fit_kwargs, "augment": None})
 
 
 @torch.no_grad()
