@@ -150,6 +150,7 @@ WRONG = {
         x.var(-1, keepdim=True) + 1e-5) * (w * gamma[0] + (1 - w) * gamma[1]) + (w * beta[0] + (1 - w) * beta[1]))(
         torch.sigmoid(a * t.float() / T + b)[:, None, None]), "biased variance"),
     "hardest_negative_loss": (lambda i, t, m: wb.vl.hinge_sum(i, t, m), "sum of violations"),
+    "vild_region_probs": (lambda r, t, b, T: (torch.cat([b[None], t]) @ r.T).T.softmax(1), "temperature"),
 }
 
 

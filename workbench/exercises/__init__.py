@@ -321,6 +321,11 @@ EXERCISES: dict[str, Exercise] = {e.name: e for e in [
              "labels [N] (each image's class). Write match_best(image_embeddings, text_embeddings, labels) -> an int64 "
              "tensor [N]: for each image the index (0..M-1) of the candidate of its own class with the largest dot "
              "product with the image (GIST's matching step).", _checks.match_best),
+    Exercise("vild_region_probs", "64_vild.ipynb",
+             "regions [P, D] and text [C, D] are L2-normalized region and class-name embeddings, background [D] a "
+             "learned vector, temperature a number. Write vild_region_probs(regions, text, background, temperature) "
+             "-> [P, 1 + C]: column 0 the background, then the classes; a softmax per region over the dot products "
+             "(the background vector used as it is) divided by temperature.", _checks.vild_region_probs),
 ]}
 
 

@@ -2244,3 +2244,44 @@ def hardest_negative_loss(fn) -> str | None:
                     "costs max(0, margin - s_pos + s_neg) = 0, not a negative number")
         return f"for {where} expected {want:.6f}, got {got:.6f}"
     return None
+
+
+def vild_region_probs(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    unit = lambda *shape: F.normalize(torch.randn(*shape, generator=g, dtype=torch.float64), dim=-1)  # noqa: E731
+    eye = torch.eye(3, dtype=torch.float64)
+    cases = [  # hand-made: regions = the 3 axes, classes = axes 1 and 2, background = 2 * axis 0, T = 1
+        ("3 axis regions, 2 classes, background 2 * e0, temperature 1", eye, eye[1:], 2 * eye[0], 1.0,
+         torch.tensor([[math.e ** 2, 1, 1], [1, math.e, 1], [1, 1, math.e]], dtype=torch.float64)),
+        ("5 random regions, 4 classes, temperature 0.05", unit(5, 8), unit(4, 8),
+         0.3 * torch.randn(8, generator=g, dtype=torch.float64), 0.05, None),
+        ("1 region, 1 class, temperature 0.5", unit(1, 4), unit(1, 4), torch.zeros(4, dtype=torch.float64), 0.5, None)]
+    for where, reg, txt, bg, t, exact in cases:
+        want = (exact / exact.sum(1, keepdim=True)) if exact is not None else ref.vild_region_probs(reg, txt, bg, t)
+        try:
+            got = _attempt(lambda: fn(reg.clone(), txt.clone(), bg.clone(), t), f"for {where}")
+        except _Raised as e:
+            return str(e)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+            return (f"for {where} return a tensor [P, 1 + C] = {list(want.shape)} (background first), got "
+                    f"{getattr(got, 'shape', type(got).__name__)}")
+        got = got.double()
+        if torch.allclose(got, want, atol=1e-6):
+            continue
+        if not torch.allclose(got.sum(1), torch.ones(len(got), dtype=torch.float64), atol=1e-6):
+            return (f"for {where}: each row (one region) must sum to 1: the softmax runs over the background and the "
+                    "classes, not over the regions")
+        if torch.allclose(got, torch.cat([want[:, 1:], want[:, :1]], 1), atol=1e-6) or \
+                torch.allclose(got[:, -1], want[:, 0], atol=1e-6):
+            return f"for {where}: the background goes in column 0, before the classes"
+        logits = torch.cat([bg[None], txt]) @ reg.T
+        if torch.allclose(got, logits.T.softmax(1), atol=1e-6):
+            return f"for {where}: divide the similarities by the temperature ({t}) before the softmax"
+        if torch.allclose(got, (logits.T * t).softmax(1), atol=1e-6):
+            return f"for {where}: divide by the temperature ({t}), do not multiply by it"
+        nb = torch.cat([F.normalize(bg, dim=0)[None], txt]) @ reg.T
+        if bg.norm() > 0 and torch.allclose(got, (nb.T / t).softmax(1), atol=1e-6):
+            return (f"for {where}: use the background vector as it is (it is learned, its length matters): do not "
+                    "normalize it")
+        return f"for {where}: expected {want.numpy().round(4).tolist()}, got {got.numpy().round(4).tolist()}"
+    return None

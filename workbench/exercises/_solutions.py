@@ -492,3 +492,8 @@ def hardest_negative_loss(img, txt, margin):
     i2t = ((margin - pos[:, None] + s).clamp(min=0) * off).amax(1)     # each image's hardest caption
     t2i = ((margin - pos[None, :] + s).clamp(min=0) * off).amax(0)     # each caption's hardest image
     return (i2t + t2i).mean()
+
+
+def vild_region_probs(regions, text, background, temperature):
+    classes = torch.cat([background[None], text]).double()          # [1 + C, D]: background first
+    return (regions.double() @ classes.T / temperature).softmax(1)   # [P, 1 + C]

@@ -14,7 +14,7 @@ from .vqa import *  # noqa: F401,F403
 from .descriptions import *  # noqa: F401,F403
 from .matching import *  # noqa: F401,F403
 from .gist import *  # noqa: F401,F403
-from . import descriptions, efficiency, gist, losses, matching, regions, vild, vqa, zeroshot
+from . import descriptions, efficiency, gist, losses, matching, regions, vild, vild_eval, vqa, zeroshot
 
 __all__ = [*losses.__all__, *zeroshot.__all__, *regions.__all__, *vild.__all__, *efficiency.__all__, *vqa.__all__,
            *descriptions.__all__, *matching.__all__, *gist.__all__]
