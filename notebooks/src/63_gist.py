@@ -37,8 +37,8 @@
 # * **Few-shot fine-tuning**: `k` scenes per class; two arms, the same pretrained weights, shots,
 #   steps, learning rate, seed: **class names** ("a photo of a coat" for every coat) against
 #   **matched descriptions** (each image's `MATCHES` best matches, one drawn per step). Both through
-#   `wb.fit` by the task `wb.vl.gist.PairContrastive`: InfoNCE in which a batch's other pair whose
-#   caption is word for word the positive's is not a negative (with four classes in a batch of 4k
+#   `wb.fit` by the task `wb.vl.ImageTextContrastive(skip_duplicates=True)`: InfoNCE in which a batch's
+#   other pair whose caption is word for word the positive's is not a negative (with four classes in a batch of 4k
 #   images, plain InfoNCE would push an image from its own class's name; masking duplicates treats
 #   both arms alike and makes the class-name arm the usual contrastive fine-tuning with class prompts).
 # * **Evaluation**: 4-way accuracy on held-out test scenes by zero-shot classification with the class

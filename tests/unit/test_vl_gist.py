@@ -112,20 +112,20 @@ def test_matched_table_and_fine_tuning_run():
         G.matched_caption_table(model, data, G.FINE_GRAINED[:3])
 
 
-def test_info_nce_distinct_known_values():
+def test_info_nce_without_duplicate_negatives_known_values():
     g = torch.Generator().manual_seed(0)
     img, txt = F.normalize(torch.randn(5, 4, generator=g), dim=1), F.normalize(torch.randn(5, 4, generator=g), dim=1)
     none = torch.zeros(5, 5, dtype=torch.bool)
-    assert float(G.info_nce_distinct(img, txt, 1.0, none)) == pytest.approx(float(wb.vl.info_nce(img, txt, 1.0)))
+    assert float(wb.vl.info_nce(img, txt, 1.0, none)) == pytest.approx(float(wb.vl.info_nce(img, txt, 1.0)))
     every = torch.ones(5, 5, dtype=torch.bool)  # every caption alike: nothing to tell apart, nothing to pay
-    assert float(G.info_nce_distinct(img, txt, 1.0, every)) == pytest.approx(0.0, abs=1e-6)
+    assert float(wb.vl.info_nce(img, txt, 1.0, every)) == pytest.approx(0.0, abs=1e-6)
     # two classes, two images each, one-hot texts: masking the duplicate leaves the positive (logit 2) against
     # the other class's two texts (logit 0): -log(e^2 / (e^2 + 2)) per image, and the same per text
     img2 = torch.eye(2).repeat_interleave(2, 0)               # images 0,1 of class 0; 2,3 of class 1
     txt2 = img2.clone()
     same = (txt2[:, None] == txt2[None]).all(-1)
     want = -torch.log_softmax(torch.tensor([2.0, 0.0, 0.0]), 0)[0]
-    assert float(G.info_nce_distinct(img2, txt2, torch.tensor(2.0).log(), same)) == pytest.approx(float(want))
+    assert float(wb.vl.info_nce(img2, txt2, torch.tensor(2.0).log(), same)) == pytest.approx(float(want))
     assert float(wb.vl.info_nce(img2, txt2, torch.tensor(2.0).log())) > float(want)  # the duplicate's penalty
     with pytest.raises(ValueError, match="bool"):
-        G.info_nce_distinct(img, txt, 1.0, none.float())
+        wb.vl.info_nce(img, txt, 1.0, none.float())

@@ -16,8 +16,8 @@ fine-tuned encoders. Here the scenes' grammar stands in for the language model:
 * :func:`class_name_table`: the baseline's caption table, one class prompt per image ("a photo of a coat");
 * :func:`attribute_accuracy`: how often the matched description names an image's true size, colour, ground;
 * :func:`fine_grained_scenes`: single-garment scenes of a few chosen classes, labelled ``0..C-1``;
-* :func:`info_nce_distinct` and :class:`PairContrastive`: InfoNCE over given (image, caption) pairs in which
-  a batch's other pair whose caption is word for word the positive's is not a negative. Few-shot fine-tuning
+* :func:`fine_tune_contrastive`: InfoNCE over given (image, caption) pairs in which a batch's other pair whose
+  caption is word for word the positive's is not a negative (``wb.vl.ImageTextContrastive(skip_duplicates=True)``). Few-shot fine-tuning
   on four classes puts several images of one class in every batch; with class names as captions, plain InfoNCE
   would push an image away from its own class's text (the same text under another index), a penalty the
   matched descriptions (rarely identical) would not pay. Masking duplicates makes the class-name arm plain
@@ -32,18 +32,15 @@ import itertools
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..cache import fingerprint
-from ..data import ImageDataset, random_stream
+from ..data import ImageDataset
 from ..data.scenes import COLOURS, GROUNDS, ITEM_WORDS, SIZES, Scenes, make_scenes, tokenize
-from .losses import _CAPTION_STREAM, ImageTextContrastive
+from .losses import ImageTextContrastive
 from .zeroshot import _embed_texts, embed_images
 
 __all__ = ["FINE_GRAINED", "ATTRIBUTES", "candidate_descriptions", "match_descriptions", "matched_caption_table",
-           "class_name_table", "attribute_accuracy", "fine_grained_scenes", "info_nce_distinct", "PairContrastive",
-           "fine_tune_contrastive"]
+           "class_name_table", "attribute_accuracy", "fine_grained_scenes", "fine_tune_contrastive"]
 
 FINE_GRAINED = ("tshirt", "pullover", "coat", "shirt")  # Fashion-MNIST's four upper-body garments, the most confused
 ATTRIBUTES = ("size", "colour", "ground")                 # what a candidate description names besides its class
@@ -189,58 +186,14 @@ def fine_grained_scenes(items: ImageDataset, n: int, classes: Sequence[str] = FI
     return data, scenes, attrs
 
 
-def info_nce_distinct(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor | float,
-                      same: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE of matching rows (as :func:`wb.vl.info_nce`) in which pair ``(i, j)`` with
-    ``same[i, j]`` true (``i != j``: text ``j`` is word for word text ``i``) is left out of the negatives both
-    ways. With ``same`` all false it equals :func:`wb.vl.info_nce`; with every caption alike it is 0."""
-    if img.ndim != 2 or txt.shape != img.shape:
-        raise ValueError(f"image and text embeddings must both be [batch, dim] of the same shape, got "
-                         f"{tuple(img.shape)} and {tuple(txt.shape)}")
-    if same.shape != (len(img), len(img)) or same.dtype != torch.bool:
-        raise ValueError(f"same is a bool [B, B] mask beside {len(img)} pairs, got {same.dtype} {tuple(same.shape)}")
-    scale = torch.as_tensor(logit_scale, dtype=img.dtype, device=img.device).exp()
-    logits = scale * img @ txt.T                                                     # [B, B]
-    eye = torch.eye(len(img), dtype=torch.bool, device=img.device)
-    logits = logits.masked_fill(same.to(img.device) & ~eye, float("-inf"))
-    target = torch.arange(len(img), device=img.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-
-
-class PairContrastive(ImageTextContrastive):
-    """:class:`wb.vl.ImageTextContrastive` (batches ``(images, indices)`` into a caption table, one phrasing
-    drawn per image and step) scored by :func:`info_nce_distinct`: duplicates of the positive caption are not
-    negatives. Metrics ``loss`` and ``acc``."""
-
-    def __init__(self, captions: torch.Tensor):
-        super().__init__(captions, loss="info_nce")
-
-    def forward(self, model: nn.Module, batch, state=None):
-        x, idx = batch[0], batch[1]
-        if state is not None:  # training: a phrasing per image drawn from the run's seed and the step
-            g = random_stream(state.seed, _CAPTION_STREAM, state.step)
-            which = torch.randint(self.captions.shape[1], (len(idx),), generator=g).to(idx.device)
-        else:                  # evaluation: the first phrasing
-            which = torch.zeros_like(idx)
-        tokens = self.captions[idx, which]                                            # [B, L]
-        same = (tokens[:, None] == tokens[None]).all(-1)                              # [B, B]
-        return model.encode_image(x), model.encode_text(tokens), model.logit_scale, same
-
-    def loss(self, outputs, batch, state=None) -> torch.Tensor:
-        img, txt, scale, same = outputs
-        return info_nce_distinct(img.float(), txt.float(), scale.clamp(max=4.6052), same)
-
-    def config(self) -> dict:
-        return {**super().config(), "name": self.name, "duplicates": "not negatives"}
-
-
 def fine_tune_contrastive(pretrained: nn.Module, images: ImageDataset, captions: torch.Tensor, *, name: str,
                           model_kwargs: dict, init_key: str, seed: int = 0, **fit_kwargs):
     """Fine-tune a copy of ``pretrained`` (registry model ``name`` built with ``model_kwargs``) contrastively on
     image ``i`` of ``images`` paired with the phrasings ``captions[i]`` (``[N, P, L]``; one drawn per step), by
-    :func:`wb.train_model` with :class:`PairContrastive` (InfoNCE, duplicate captions not negatives). The cache key holds
-    ``init_key`` (what the pretrained weights are) and a hash of the caption table, so arms that differ only in
-    their captions never share an entry. Returns the :class:`TrainResult`."""
+    :func:`wb.train_model` with ``ImageTextContrastive(loss="info_nce", skip_duplicates=True)`` (duplicate
+    captions not negatives). The cache key holds ``init_key`` (what the pretrained weights are) and, through the
+    task, the caption table's contents, so arms that differ only in their captions never share an entry.
+    Returns the :class:`TrainResult`."""
     from ..train import train_model
     if not (isinstance(captions, torch.Tensor) and captions.ndim == 3 and len(captions) == len(images)):
         raise ValueError(f"captions are token ids [images, phrasings, length] beside {len(images)} images, got "
@@ -253,6 +206,6 @@ def fine_tune_contrastive(pretrained: nn.Module, images: ImageDataset, captions:
         model.load_state_dict(state)
         return {}
 
-    digest = fingerprint(captions, length=16)
-    return train_model(name, data, model_kwargs=model_kwargs, seed=seed, task=PairContrastive(captions),
-                       setup=setup, setup_key={"init": init_key, "captions": digest}, **fit_kwargs)
+    task = ImageTextContrastive(captions, loss="info_nce", skip_duplicates=True)
+    return train_model(name, data, model_kwargs=model_kwargs, seed=seed, task=task, setup=setup,
+                       setup_key={"init": init_key}, **fit_kwargs)

@@ -39,12 +39,21 @@ def _check_pair(img: torch.Tensor, txt: torch.Tensor) -> None:
                          f"{tuple(img.shape)} and {tuple(txt.shape)}")
 
 
-def info_nce(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+def info_nce(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor | float,
+             same: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE of matching rows: ``(CE(s, I) + CE(s^T, I)) / 2`` with ``s = exp(logit_scale) img txt^T``
-    (embeddings assumed L2-normalized). Identical embeddings for every pair give ``log(batch)``."""
+    (embeddings assumed L2-normalized). Identical embeddings for every pair give ``log(batch)``. ``same``, a bool
+    ``[B, B]`` mask, leaves pair ``(i, j)`` (``i != j``: text ``j`` word for word text ``i``) out of the negatives
+    both ways; with every caption alike the loss is 0."""
     _check_pair(img, txt)
     scale = torch.as_tensor(logit_scale, dtype=img.dtype, device=img.device).exp()
     logits = scale * img @ txt.T                                        # [B, B]
+    if same is not None:
+        if same.shape != logits.shape or same.dtype != torch.bool:
+            raise ValueError(f"same is a bool [B, B] mask beside {len(img)} pairs, got {same.dtype} "
+                             f"{tuple(same.shape)}")
+        eye = torch.eye(len(img), dtype=torch.bool, device=img.device)
+        logits = logits.masked_fill(same.to(img.device) & ~eye, float("-inf"))
     target = torch.arange(len(img), device=img.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
@@ -95,23 +104,24 @@ class ImageTextContrastive(Task):
     Args:
         captions: ``[N, P, L]`` token ids (:func:`caption_table`), indexed by the batch's labels.
         loss: one of :data:`LOSSES`; ``margin`` for the hinge losses.
-        skip_duplicates: for the hinge losses, a batch's other pair whose caption is word for word the
-            positive's is not counted as a negative (the generated scenes repeat short captions often, real
-            captions rarely; a hardest "negative" identical to the positive can never be beaten and drags the
-            embeddings together). InfoNCE counts every other pair as a negative, as CLIP does.
+        skip_duplicates: a batch's other pair whose caption is word for word the positive's is not counted as
+            a negative (the generated scenes repeat short captions often, real captions rarely; a hardest
+            "negative" identical to the positive can never be beaten and drags the embeddings together). By
+            default (``None``) on for the hinge losses and off for InfoNCE, which counts every other pair as a
+            negative, as CLIP does; ``True`` with InfoNCE suits fine-tuning on a few classes' prompts.
     """
 
     metric_names = ("loss", "acc")
 
     def __init__(self, captions: torch.Tensor, loss: str = "info_nce", margin: float = 0.2,
-                 skip_duplicates: bool = True):
+                 skip_duplicates: bool | None = None):
         if loss not in LOSSES:
             raise ValueError(f"loss is one of {', '.join(LOSSES)}, got {loss!r}")
         if not (isinstance(captions, torch.Tensor) and captions.ndim == 3):
             raise ValueError("captions are token ids [scenes, phrasings, length]: build them with "
                              "wb.vl.caption_table(scenes)")
         self.captions, self.loss_name, self.margin = captions, loss, margin
-        self.skip_duplicates = bool(skip_duplicates)
+        self.skip_duplicates = loss != "info_nce" if skip_duplicates is None else bool(skip_duplicates)
 
     def check_data(self, model: nn.Module, dataset: Any) -> None:
         if not hasattr(model, "encode_text"):
@@ -134,14 +144,14 @@ class ImageTextContrastive(Task):
             which = torch.zeros_like(idx)
         tokens = self.captions[idx, which]
         same = None
-        if self.skip_duplicates and self.loss_name != "info_nce":
+        if self.skip_duplicates:
             same = (tokens[:, None] == tokens[None]).all(-1)              # [B, B]: word for word the same caption
         return model.encode_image(x), model.encode_text(tokens), model.logit_scale, same
 
     def loss(self, outputs: Any, batch: Any, state: Any = None) -> torch.Tensor:
         img, txt, scale, same = outputs
         if self.loss_name == "info_nce":
-            return info_nce(img.float(), txt.float(), scale.clamp(max=4.6052))  # CLIP clips the scale at 100
+            return info_nce(img.float(), txt.float(), scale.clamp(max=4.6052), same)  # CLIP clips the scale at 100
         fn = hinge_sum if self.loss_name == "hinge_sum" else hinge_hardest
         return fn(img.float(), txt.float(), self.margin, same)
 
@@ -154,7 +164,8 @@ class ImageTextContrastive(Task):
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "loss": self.loss_name, "margin": self.margin,
                 "captions": [*self.captions.shape, fingerprint(self.captions)],
-                **({"skip_duplicates": self.skip_duplicates} if self.loss_name != "info_nce" else {})}
+                **({"skip_duplicates": self.skip_duplicates}
+                   if self.loss_name != "info_nce" or self.skip_duplicates else {})}
 
 
 class CaptionWords(Task):
