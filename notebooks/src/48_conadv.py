@@ -362,7 +362,11 @@ if CHECK_CLAIM:
 # one CPU that saving does not appear, as expected: nothing runs concurrently, so a ConAdv step costs
 # what a fresh one costs, 2.72 plain steps at batch 64 (0.260 s against 0.096 s) and 3.02 at 512 (2.81 s
 # against 0.93 s), the attack's pass plus a step on twice the images. The paper's speed-up needs the
-# attack on workers of its own.
+# attack on workers of its own. `StaleAdversarial(..., concurrent=True)` makes the next batch's
+# examples on a worker thread (a side CUDA stream on a GPU) while the step trains, the same run to the
+# bit (tested); on a CPU, whose cores one step already keeps busy, it is slower, not faster
+# (`benchmarks/bench_dynamics_training.py`: 1.9x plain per step against 1.7x in turn, adversarial batch
+# alone); it can only pay on a device that one step leaves partly idle.
 #
 # *Accuracy.* The large batch loses 15 points at this scale (plain training: 36.5% at 64, 21.9% at
 # 512, 16 steps in all), and adversarial training does not win any of it back: at 512, fresh FGSM ends at

@@ -85,6 +85,48 @@ def test_stale_adversarial_resumes_exactly(data, tmp_path):
     assert _same(full, resumed)
 
 
+def test_concurrent_stale_adversarial_is_the_same_run(data, tmp_path):
+    """The attack on the next batch made on a worker thread while the step trains gives the examples, the
+    weights and the history of the attack made in turn, over epoch boundaries, for tau 1 and 2 and both mixes,
+    and across a resume; its configuration (so its cache key) is the same."""
+    train, test = data
+    kw = dict(FIT, max_steps=None, epochs=2)
+
+    def run(concurrent, more=None, **fit):
+        return wb.fit(_model(), train, test, algorithms=[StaleAdversarial(
+            train.mean, train.std, 2.0, concurrent=concurrent, **(more or {}))], **kw, **fit)
+
+    def same_history(a, b):
+        cols = ["seconds", "data_seconds"]
+        return a.history.drop(columns=cols).equals(b.history.drop(columns=cols))
+
+    for more in (dict(staleness=1), dict(staleness=2, mix="adversarial")):
+        a, b = run(False, more), run(True, more)
+        assert _same(a.model, b.model) and same_history(a, b), more
+        assert a.config == b.config
+    full = run(False)
+    run(True, checkpoint_dir=tmp_path, stop_after_steps=3)
+    resumed = run(True, checkpoint_dir=tmp_path)
+    assert _same(full.model, resumed.model)
+
+
+def test_concurrent_attack_refuses_a_batch_edited_before_it(data):
+    train, test = data
+
+    class Flip(wb.train.Algorithm):  # edits the batch at batch_loaded, before StaleAdversarial
+        def on_batch_loaded(self, state):
+            state.batch = (state.batch[0].flip(-1), *state.batch[1:])
+
+    adv = StaleAdversarial(train.mean, train.std, 2.0, concurrent=True)
+    with pytest.raises(RuntimeError, match="before it in algorithms= changed the batch.*put StaleAdversarial before"):
+        wb.fit(_model(), train, test, algorithms=[Flip(), adv], **FIT)
+    assert adv.worker is None  # the thread is shut down after the error too
+    wb.fit(_model(), train, test, algorithms=[StaleAdversarial(train.mean, train.std, 2.0, concurrent=True), Flip()],
+           **FIT)
+    with pytest.raises(ValueError, match="needs stale weights.*staleness >= 1"):
+        StaleAdversarial(train.mean, train.std, staleness=0, concurrent=True)
+
+
 def test_mix_both_doubles_the_batch_and_logs_the_gap(data):
     train, test = data
     res = wb.fit(_model(), train, test, algorithms=[StaleAdversarial(train.mean, train.std, 8.0)], **FIT)

@@ -56,6 +56,32 @@ def test_algorithms_at_one_event_run_in_the_order_given(shapes):
     assert at_loss == ["b:after_loss", "a:after_loss"]
 
 
+def test_peek_batch_is_the_next_batch_of_the_epoch_and_changes_nothing(shapes):
+    """peek_batch() at step t gives the very batch the loop loads at t + 1 (the same objects), None after the
+    epoch's last batch; a run that peeks is the run that does not, to the bit."""
+    train, test = shapes
+    seen, peeked = [], []
+
+    class Peek(wb.train.Callback):
+        def on_batch_loaded(self, state):
+            seen.append(state.batch)
+            peeked.append(state.peek_batch())
+            assert state.peek_batch() is peeked[-1]  # peeking twice draws nothing more
+
+    kw = dict(epochs=2, batch_size=64, progress=False, seed=1)  # 4 batches an epoch
+    a = wb.fit(small(), train, test, algorithms=[Peek()], **kw)
+    b = wb.fit(small(), train, test, **kw)
+    assert len(seen) == 8
+    for t in range(8):
+        if t % 4 == 3:
+            assert peeked[t] is None
+        else:
+            assert peeked[t] is seen[t + 1]
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.history.drop(columns=["seconds", "data_seconds"]).equals(b.history.drop(columns=["seconds", "data_seconds"]))
+
+
 def test_two_step_replacements_are_refused_naming_both(shapes):
     train, _ = shapes
 

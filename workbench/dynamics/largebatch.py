@@ -6,10 +6,11 @@ Liu, Chen, Cheng, Hsieh & You, *Concurrent Adversarial Learning for Large-Batch 
 needs two gradient computations in sequence per step (one for the attack, one for the weights). ConAdv
 computes the attack on step ``t``'s batch with the weights of step ``t - tau`` (stale by ``tau`` steps),
 so that it can run on other workers while step ``t - 1`` is being taken: one gradient computation per step
-stays on the critical path. :class:`StaleAdversarial` does the same computation on one device, where
-nothing runs concurrently: it reproduces the *examples* (and so the training) of ConAdv exactly, and its
-``critical_path_gradients`` says what a concurrent implementation would cost per step; its wall-clock
-time on one device is that of ordinary adversarial training.
+stays on the critical path. :class:`StaleAdversarial` reproduces ConAdv's *examples* (and so its training)
+exactly. By default it makes them in turn with the step, so its wall-clock time is that of ordinary
+adversarial training; with ``concurrent=True`` it makes step ``t + 1``'s examples while step ``t`` trains
+(the next batch from ``state.peek_batch()``, the attack on a worker thread, on a side CUDA stream on a GPU),
+as ConAdv does, with the same examples and the same training to the bit (tested).
 
 >>> adv = StaleAdversarial(train.mean, train.std, epsilon=2, staleness=1)                 # doctest: +SKIP
 >>> wb.fit(model, train, test, algorithms=[adv], **large_batch(4096, len(train)))          # doctest: +SKIP
@@ -25,6 +26,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import torch
@@ -60,13 +62,19 @@ class StaleAdversarial(Algorithm):
             ``tau`` steps, which have no older weights, attack with the initial ones.
         mix: ``"both"`` trains on the clean batch and its adversarial copy together (the loss is their
             mean, as ConAdv does), ``"adversarial"`` on the adversarial copy alone.
+        concurrent: with ``staleness >= 1``, make the next step's examples while this step trains (a worker
+            thread; on a GPU its own CUDA stream), from ``state.peek_batch()``. The examples and so the run
+            are those of ``concurrent=False`` to the bit, so it is not part of the recorded configuration
+            (the cache key is the same). It attacks the next batch before the algorithms before it in
+            ``algorithms=`` have seen it: one that edits the batch at ``batch_loaded`` must come after it
+            (an error says so otherwise). The first batch of an epoch is attacked in turn with its step.
 
     The history gets ``adv_gap``: the mean loss of the adversarial copy minus the clean batch's, under the
     weights being trained (how strong the possibly stale examples still are).
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], epsilon: float = 2.0, staleness: int = 1,
-                 mix: str = "both"):
+                 mix: str = "both", concurrent: bool = False):
         if not (isinstance(epsilon, (int, float)) and epsilon >= 0):
             raise ValueError(f"epsilon is the L_inf radius in pixel levels (2 = 2/255), >= 0; got {epsilon!r}")
         if not (isinstance(staleness, int) and staleness >= 0):
@@ -76,8 +84,15 @@ class StaleAdversarial(Algorithm):
         super().__init__(mean=tuple(mean), std=tuple(std), epsilon=float(epsilon), staleness=staleness, mix=mix)
         self.mean, self.std, self.epsilon, self.staleness, self.mix = tuple(mean), tuple(std), float(epsilon), \
             staleness, mix
+        if concurrent and staleness == 0:
+            raise ValueError("concurrent=True makes the next step's examples while this step trains, which needs "
+                             "stale weights: use staleness >= 1 (ConAdv: 1), or concurrent=False for fresh FGSM")
+        self.concurrent = bool(concurrent)  # how, not what: not recorded (the run is the same to the bit)
         self.attacker: nn.Module | None = None
         self.past: deque[dict[str, torch.Tensor]] = deque()
+        self.worker: ThreadPoolExecutor | None = None
+        self.pending: tuple[torch.Tensor, Future] | None = None  # (the next batch's images, its attack)
+        self.side = None  # the attack's CUDA stream
 
     @property
     def critical_path_gradients(self) -> int:
@@ -95,16 +110,64 @@ class StaleAdversarial(Algorithm):
                 p.requires_grad_(False)
             self.past = deque([self._snapshot(state.model)], maxlen=self.staleness)
 
+    def on_fit_start(self, state: State) -> None:
+        self.pending = None
+        if self.concurrent:
+            self.worker = ThreadPoolExecutor(1, thread_name_prefix="StaleAdversarial")
+            self.side = torch.cuda.Stream(state.device) if state.device.type == "cuda" else None
+
+    def on_fit_end(self, state: State) -> None:
+        if self.worker is not None:
+            self.worker.shutdown(wait=True)
+        self.worker, self.pending, self.side = None, None, None
+
+    def _attack(self, x: torch.Tensor, y: torch.Tensor, precision: str, ready) -> tuple[torch.Tensor, Any]:
+        """On the worker thread: FGSM with the attacker's (stale) weights; on a GPU on the side stream, after
+        ``ready`` (the weights and the batch are in place), returning the event that marks it done."""
+        if self.side is None:
+            return fgsm(self.attacker, x, y, self.mean, self.std, self.epsilon, precision), None
+        with torch.cuda.stream(self.side):
+            self.side.wait_event(ready)
+            out = fgsm(self.attacker, x, y, self.mean, self.std, self.epsilon, precision)
+            done = torch.cuda.Event()
+            done.record(self.side)
+        return out, done
+
+    def _collect(self, state: State) -> torch.Tensor | None:
+        """The examples made for this batch while the last step trained, or None if none were made."""
+        if self.pending is None:
+            return None
+        images, future = self.pending
+        self.pending = None
+        out, done = future.result()
+        if images is not state.batch[0]:
+            raise RuntimeError("StaleAdversarial(concurrent=True) attacked the next batch as the loader gave it, but "
+                               "an algorithm before it in algorithms= changed the batch at batch_loaded; put "
+                               "StaleAdversarial before the algorithms that edit batches, or use concurrent=False")
+        if done is not None:
+            stream = torch.cuda.current_stream(state.device)
+            stream.wait_event(done)
+            out.record_stream(stream)
+        return out
+
     def on_batch_loaded(self, state: State) -> None:
         x, y = state.batch[0], state.batch[1]
         if self.staleness == 0:
-            attacker = state.model
+            x_adv = fgsm(state.model, x, y, self.mean, self.std, self.epsilon, state.precision)
         else:  # the weights of step (t - staleness), or the oldest there are
-            self.attacker.load_state_dict(self.past[0])
-            attacker = self.attacker
-        x_adv = fgsm(attacker, x, y, self.mean, self.std, self.epsilon, state.precision)
-        if self.staleness > 0:
+            x_adv = self._collect(state)
+            if x_adv is None:
+                self.attacker.load_state_dict(self.past[0])
+                x_adv = fgsm(self.attacker, x, y, self.mean, self.std, self.epsilon, state.precision)
             self.past.append(self._snapshot(state.model))  # this step's weights, for step t + staleness
+            nxt = state.peek_batch() if self.worker is not None and state.step + 1 < state.total_steps else None
+            if nxt is not None:  # step t + 1's examples, with the weights it will use, while this step trains
+                self.attacker.load_state_dict(self.past[0])
+                ready = None
+                if self.side is not None:
+                    ready = torch.cuda.Event()
+                    ready.record(torch.cuda.current_stream(state.device))
+                self.pending = (nxt[0], self.worker.submit(self._attack, nxt[0], nxt[1], state.precision, ready))
         if self.mix == "both":
             state.batch = (torch.cat([x, x_adv]), torch.cat([y, y]), *state.batch[2:])
         else:

@@ -97,6 +97,15 @@ class State:
     rows: list[dict[str, Any]] = field(default_factory=list)
     running: dict[str, float] = field(default_factory=dict)  # this epoch's training means so far
     error: BaseException | None = None   # set when fit_end fires after a failure
+    peek: Callable[[], Any] | None = None  # set by the loop; use peek_batch()
+
+    def peek_batch(self) -> Any:
+        """The batch the loop will load next in this epoch, or ``None`` after the epoch's last batch.
+
+        It is drawn from the loader now and handed to the loop unchanged (the same objects), so that an
+        algorithm can start work on it early (ConAdv's attack on the next batch, concurrently with this
+        step); algorithms that edit batches at ``batch_loaded`` have not seen it yet."""
+        return self.peek() if self.peek is not None else None
 
 
 def _jsonable(v: Any) -> Any:

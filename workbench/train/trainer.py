@@ -16,7 +16,7 @@ The **task** says what a batch is and how it becomes a loss and metrics (default
     for epoch:
         epoch_start
         for batch:
-            batch_loaded          state.batch; the learning rate is set
+            batch_loaded          state.batch; the learning rate is set; state.peek_batch() is the next one
             before_forward        \\
             after_forward          | compute(): outputs = task.forward, loss = task.loss,
             after_loss             | algorithms add terms to state.loss, backward,
@@ -77,7 +77,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
 import torch
@@ -267,6 +267,28 @@ class _Checkpoints:
         if "rng_cpu" in extra:
             torch.set_rng_state(extra["rng_cpu"])
         return found, meta
+
+
+class _Lookahead:
+    """An epoch's batches with one of look-ahead: ``peek()`` draws the next batch early (``None`` at the end),
+    and ``next()`` then hands over that same batch."""
+
+    def __init__(self, batches: Iterator):
+        self.batches, self.ahead = batches, []
+
+    def __iter__(self) -> _Lookahead:
+        return self
+
+    def __next__(self) -> Any:
+        return self.ahead.pop() if self.ahead else next(self.batches)
+
+    def peek(self) -> Any:
+        if not self.ahead:
+            try:
+                self.ahead.append(next(self.batches))
+            except StopIteration:
+                return None
+        return self.ahead[0]
 
 
 def _scalar_loss(loss: Any, who: str) -> None:
@@ -521,7 +543,8 @@ def fit(model: nn.Module, train: ImageDataset | Loader, test: ImageDataset | Loa
                 break
             s.epoch = epoch
             loader.set_epoch(epoch)
-            batches, b = loader.iter_from(start_batch), start_batch
+            batches, b = _Lookahead(loader.iter_from(start_batch)), start_batch
+            s.peek = batches.peek
             fire("epoch_start")
             while s.step < total_steps and b < spe:
                 t0 = time.perf_counter()
