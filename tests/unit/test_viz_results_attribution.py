@@ -6,6 +6,7 @@ import torch
 
 import workbench as wb
 from workbench.results import load_records
+from workbench.viz.explorer import _initial
 
 
 def test_explorer_is_static_without_a_widget_frontend(monkeypatch):
@@ -20,6 +21,25 @@ def test_explorer_is_static_without_a_widget_frontend(monkeypatch):
     assert isinstance(fig, go.Figure) and calls == [(14, "bn_only")]
     with pytest.raises(ValueError, match="no values"):
         wb.viz.explorer(render, depth=[])
+
+
+def test_explorer_starts_at_the_render_default_when_it_is_offered(monkeypatch):
+    """A slider keeps its values in order and still opens at the render's default; a default not offered,
+    or none, gives the first value; in the live widget too."""
+    def render(margin=0.2, arm="sum", k=99, seed=None):
+        return go.Figure(go.Bar(x=[f"{arm} {k} {seed}"], y=[margin]))
+
+    values = dict(margin=[0.05, 0.1, 0.2, 0.4], arm=["hardest", "sum"], k=[1, 2], seed=[0, 1])
+    monkeypatch.setenv("WORKBENCH_WIDGETS", "0")
+    fig = wb.viz.explorer(render, **values)
+    assert list(fig.data[0].y) == [0.2] and list(fig.data[0].x) == ["sum 1 0"]
+    monkeypatch.setenv("WORKBENCH_WIDGETS", "1")
+    box = wb.viz.explorer(render, **values)
+    assert [box.controls[k].value for k in values] == [0.2, "sum", 1, 0]
+    assert list(box.figure.data[0].y) == [0.2]
+    assert wb.viz.explorer(lambda **kw: render(**kw), margin=[0.4, 0.2]).controls["margin"].value == 0.4
+    tensors = [torch.tensor([0.1, 0.2]), torch.tensor([0.2, 0.2])]  # == is no truth value: no match, no error
+    assert _initial(render, "margin", tensors) is tensors[0]
 
 
 def test_explorer_updates_the_same_figure_widget(monkeypatch):
@@ -56,6 +76,34 @@ def test_frontend_detection(monkeypatch):
     monkeypatch.delenv("WORKBENCH_WIDGETS", raising=False)
     assert wb.viz.frontend() == "console"
     assert wb.viz.widgets_available() is False
+
+
+def test_colab_gets_its_widget_manager_switched_on(monkeypatch, capsys):
+    """In Colab the setup cell switches on the custom widget manager (without it the workbench's widgets show
+    as nothing); where that fails it prints the line to run instead."""
+    import sys
+    import types
+
+    calls = []
+    colab, output = types.ModuleType("google.colab"), types.ModuleType("google.colab.output")
+    output.enable_custom_widget_manager = lambda: calls.append("on")
+    colab.output = output
+    google = types.ModuleType("google")
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.output", output)
+    monkeypatch.delenv("WORKBENCH_WIDGETS", raising=False)
+    info = wb.viz.env.check_environment(verbose=True)
+    assert info["frontend"] == "colab" and info["widgets"] and calls == ["on"]
+    assert "to enable widgets" not in capsys.readouterr().out
+
+    def broken():
+        raise AttributeError("no custom widget manager in this Colab")
+
+    output.enable_custom_widget_manager = broken
+    wb.viz.env.check_environment(verbose=True)
+    assert "output.enable_custom_widget_manager()" in capsys.readouterr().out
 
 
 def test_records_loader(tmp_path):

@@ -46,17 +46,29 @@ def missing_widget_packages() -> list[str]:
     return [m for m in ("ipywidgets", "anywidget", "plotly") if importlib.util.find_spec(m) is None]
 
 
+def _enable_colab_widgets() -> bool:
+    """Colab shows third-party widgets (ipywidgets 8, anywidget) only through its custom widget manager,
+    which a notebook has to switch on: do it, and say whether it worked."""
+    try:
+        from google.colab import output  # type: ignore[import-not-found]
+
+        output.enable_custom_widget_manager()
+        return True
+    except Exception:  # an older Colab without it, or no Colab after all: widgets stay as detected
+        return False
+
+
 def check_environment(verbose: bool = True) -> dict[str, object]:
-    """What the setup cell prints: the frontend, and the one fix when widgets cannot work."""
+    """What the setup cell prints: the frontend, and the one fix when widgets cannot work. In Colab it switches
+    on the custom widget manager that the workbench's widgets need."""
     info = {"frontend": frontend(), "widgets": widgets_available(), "missing": missing_widget_packages()}
+    colab_manager = info["frontend"] == "colab" and info["widgets"] and _enable_colab_widgets()
     if verbose:
         fix = None
         if info["missing"]:
             fix = f"pip install {' '.join(info['missing'])} and restart the kernel"
-        elif info["frontend"] == "colab":
+        elif info["frontend"] == "colab" and info["widgets"] and not colab_manager:
             fix = "in Colab run: from google.colab import output; output.enable_custom_widget_manager()"
-        elif info["frontend"] == "vscode":
-            fix = None
         msg = f"frontend: {info['frontend']}; interactive widgets: {'on' if info['widgets'] else 'off (static figures)'}"
         print(msg + (f"\nto enable widgets: {fix}" if fix else ""))
     return info

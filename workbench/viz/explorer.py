@@ -3,11 +3,15 @@
 ``explorer(render, depth=[14, 32], policy=[...])`` shows dropdowns (or a slider for
 numbers) and a ``FigureWidget``; moving a control calls ``render(**values)`` and
 copies the new traces into the same widget, so the figure updates without being
-re-created. Without a widget frontend (nbconvert, the docs build, a console) the
-same call returns the static figure for the first value of every control.
+re-created. Each control starts at ``render``'s default for that keyword when it is one of
+the values offered (so a slider's values can stay in order), else at the first value. Without a
+widget frontend (nbconvert, the docs build, a console) the same call returns the static figure
+for those initial values.
 """
 from __future__ import annotations
 
+import inspect
+import numbers
 from typing import Any, Callable, Sequence
 
 from .env import widgets_available
@@ -18,8 +22,9 @@ def explorer(render: Callable[..., Any], **controls: Sequence[Any]):
 
     Args:
         render: returns a plotly ``go.Figure`` for one choice of every control.
-        **controls: the values each control offers (first = initial). Numbers give a
-            slider, anything else a dropdown.
+        **controls: the values each control offers, in the order shown. The initial value is
+            ``render``'s default for that keyword when it is among them, else the first. Numbers
+            give a slider, anything else a dropdown.
 
     Returns:
         An ``ipywidgets.VBox`` (controls above a ``FigureWidget``) with a widget frontend,
@@ -30,7 +35,8 @@ def explorer(render: Callable[..., Any], **controls: Sequence[Any]):
     for name, values in controls.items():
         if len(values) == 0:
             raise ValueError(f"control {name!r} has no values")
-    initial = {k: v[0] for k, v in controls.items()}
+    controls = {k: list(v) for k, v in controls.items()}
+    initial = {k: _initial(render, k, v) for k, v in controls.items()}
     if not widgets_available():
         return render(**initial)
     import ipywidgets as W
@@ -39,11 +45,10 @@ def explorer(render: Callable[..., Any], **controls: Sequence[Any]):
     fig = go.FigureWidget(render(**initial))
     widgets = {}
     for name, values in controls.items():
-        values = list(values)
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and len(values) > 2:
-            w = W.SelectionSlider(options=values, value=values[0], description=name, continuous_update=False)
+            w = W.SelectionSlider(options=values, value=initial[name], description=name, continuous_update=False)
         else:
-            w = W.Dropdown(options=values, value=values[0], description=name)
+            w = W.Dropdown(options=values, value=initial[name], description=name)
         widgets[name] = w
 
     status = W.HTML(value="")
@@ -70,3 +75,22 @@ def explorer(render: Callable[..., Any], **controls: Sequence[Any]):
     box = W.VBox([W.HBox(list(widgets.values()) + [status]), fig])
     box.figure, box.controls, box.status = fig, widgets, status
     return box
+
+
+def _initial(render: Callable[..., Any], name: str, values: list[Any]) -> Any:
+    """``render``'s default for keyword ``name`` if it is one of ``values`` (the very value offered), else the
+    first value."""
+    try:
+        default = inspect.signature(render).parameters[name].default
+    except (KeyError, TypeError, ValueError):  # no such parameter (a **kwargs render), or no signature
+        return values[0]
+    if default is inspect.Parameter.empty:
+        return values[0]
+    for v in values:
+        try:
+            alike = type(v) is type(default) or (isinstance(v, numbers.Number) and isinstance(default, numbers.Number))
+            if v is default or (alike and bool(v == default)):
+                return v
+        except Exception:  # noqa: BLE001 (values whose == is not a truth value: arrays, tensors)
+            continue
+    return values[0]
