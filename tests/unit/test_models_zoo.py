@@ -168,6 +168,33 @@ def test_summary_counts_attention_products_on_every_path():
     assert summary(explicit, (3, 32, 32)).macs == linear + 2 * t * t * w
 
 
+def test_summary_counts_multihead_attention_fast_path_and_a_timestep_model():
+    """nn.MultiheadAttention's inference fast path is one fused operator the counter does not know: summary
+    counts it as the separate products of the ordinary path (which torch counts itself), exactly. dit_tiny's
+    forward also needs a timestep, which it supplies from example_args; its blocks are rows of the table."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from workbench.models.summary import _EXTRA_FORMULAS
+
+    mha = nn.MultiheadAttention(24, 3, batch_first=True)
+    x = torch.randn(2, 10, 24)
+    fused = lambda: torch._native_multi_head_attention(  # noqa: E731 (the fast path's operator, called directly)
+        x, x, x, 24, 3, mha.in_proj_weight, mha.in_proj_bias, mha.out_proj.weight, mha.out_proj.bias,
+        need_weights=False)
+    counts = {}
+    for name, run in (("ordinary", lambda: mha(x, x, x, need_weights=False)), ("fused", fused)):
+        with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as c, torch.no_grad():
+            run()
+        counts[name] = c.get_total_flops()
+    assert counts["fused"] == counts["ordinary"] > 0
+    dit = create_model("dit_tiny", width=32, depth=2)
+    s = summary(dit)
+    with FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS) as c, torch.no_grad():
+        dit.train()(torch.zeros(1, 3, 32, 32), torch.ones(1, dtype=torch.long))
+    assert s.macs == c.get_total_flops() // 2
+    assert {"blocks.0", "blocks.1"} <= set(s.table["block"]) and s.table["macs"].sum() == s.macs
+
+
 def test_summary_table_one_row_per_model():
     t = summary_table({"ResNet-20": create_model("resnet20"), "SimpleNet/4": create_model("simplenet", scale=0.25)})
     assert list(t["model"]) == ["ResNet-20", "SimpleNet/4"] and (t["macs"] > 0).all()

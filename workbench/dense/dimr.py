@@ -29,7 +29,6 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from .diffusion import Denoising, NoiseSchedule, ddim_sample
 
@@ -56,29 +55,14 @@ def pad_images(dataset, size: int = 32, mean: float = 0.5, std: float = 0.5):
                         (std,) * c, f"{dataset.source}; zero-padded to {size}x{size}")
 
 
-def _cpu_sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-_SDPA = {op: _cpu_sdpa for op in [getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)]
-         if op is not None}
-
-
 def dit_macs(model: nn.Module) -> int:
-    """Multiply-adds of one forward pass ``model(x_t, t)`` of one image (torch's FLOP counter halved, attention's
-    two products included, as ``wb.models.summary`` counts them; elementwise work is not counted)."""
-    size, chans = getattr(model, "img_size", None), getattr(model, "in_chans", None)
-    if size is None or chans is None:
+    """Multiply-adds of one forward pass ``model(x_t, t)`` of one image: ``wb.models.summary``'s count (torch's
+    FLOP counter halved, attention's two products included; elementwise work is not counted)."""
+    from ..models import summary
+
+    if getattr(model, "img_size", None) is None or getattr(model, "in_chans", None) is None:
         raise ValueError("dit_macs needs a diffusion model with img_size and in_chans (wb.create_model('dit_tiny'))")
-    dev = next(model.parameters()).device
-    was = model.training
-    model.train()  # not eval: in eval mode nn.MultiheadAttention takes a fused fast path the counter cannot see
-    try:
-        with FlopCounterMode(display=False, custom_mapping=_SDPA) as counter, torch.no_grad():
-            model(torch.zeros(1, chans, size, size, device=dev), torch.ones(1, dtype=torch.long, device=dev))
-    finally:
-        model.train(was)
-    return int(counter.get_total_flops()) // 2
+    return summary(model).macs
 
 
 def width_for_macs(target: int, widths: Iterable[int] | None = None, **model_kwargs: Any) -> tuple[int, int]:

@@ -5,13 +5,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["example_input", "eval_forward", "layer_macs"]
+__all__ = ["example_input", "eval_forward", "extra_args", "layer_macs"]
 
 
 def example_input(model: nn.Module, n: int = 2) -> torch.Tensor:
     """Zeros of the model's input shape (``in_chans`` x ``img_size``, 3 x 32 when it does not say)."""
     c, s = getattr(model, "in_chans", 3), getattr(model, "img_size", None) or 32
     return torch.zeros(n, c, s, s, device=next(model.parameters()).device)
+
+
+def extra_args(model: nn.Module, x: torch.Tensor) -> tuple:
+    """What a model's forward takes after its images, for a pass that only measures (a diffusion model's
+    timestep, say): the model's ``example_args(x)`` if it has one, else nothing."""
+    make = getattr(model, "example_args", None)
+    return tuple(make(x)) if callable(make) else ()
 
 
 def eval_forward(model: nn.Module, x: torch.Tensor, handles: list) -> None:
@@ -21,7 +28,7 @@ def eval_forward(model: nn.Module, x: torch.Tensor, handles: list) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            model(x)
+            model(x, *extra_args(model, x))
     finally:
         for h in handles:
             h.remove()

@@ -279,7 +279,13 @@ class DiT(WorkbenchModel):
         self.hook_features = HookPoint()
         self.out_norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, in_chans * patch * patch)
+        self.hook_layers = (*(f"coarse.{i}" for i in range(len(self.coarse) if multires else 0)),
+                            *(f"blocks.{i}" for i in range(depth)), "hook_features")
         nn.init.zeros_(self.out.weight), nn.init.zeros_(self.out.bias)
+
+    def example_args(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        """A timestep for each image of ``x`` (t = 1), for passes that only measure (``wb.models.summary``)."""
+        return (torch.ones(len(x), dtype=torch.long, device=x.device),)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

@@ -12,7 +12,9 @@ every architecture is priced by the same rules, including operators written by h
 as in the papers' multiply-add figures. Attention's two products (scores and the weighted sum of the
 values) count as well: torch registers its formula for the GPU's fused kernels but not for the CPU's
 (``aten._scaled_dot_product_flash_attention_for_cpu``), so :func:`summary` adds that one with the
-same formula; an attention written as two ``matmul`` calls is counted by torch itself. The rows are the model's *blocks*: the finest entries of
+same formula, and ``nn.MultiheadAttention``'s fused inference path likewise; an attention written as two
+``matmul`` calls is counted by torch itself. A model whose forward takes more than the images (a
+diffusion model's timestep) supplies it from ``example_args(x)``. The rows are the model's *blocks*: the finest entries of
 its ``hook_layers`` (stem, residual blocks, heads), plus a row for the top-level modules outside
 them (the classifier), so that the rows add up to the totals.
 """
@@ -34,9 +36,20 @@ def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, *
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-# operators whose FLOPs torch's counter leaves out: the CPU's fused attention (the GPU's are registered)
-_EXTRA_FORMULAS = {op: _cpu_sdpa_flop for op in
-                   [getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)] if op is not None}
+def _native_mha_flop(query_shape, key_shape, value_shape, embed_dim, num_head, *args, out_shape=None,
+                     **kwargs) -> int:
+    """``nn.MultiheadAttention``'s inference fast path, one fused operator: the three input projections,
+    scores and weighted sum (as :func:`sdpa_flop_count` counts them), the output projection."""
+    (b, lq, e), (_, lk, _), (_, lv, _) = query_shape, key_shape, value_shape
+    projections = 2 * b * e * e * (lq + lk + lv) + 2 * b * lq * e * e
+    return projections + 4 * b * lq * lk * e
+
+
+# operators whose FLOPs torch's counter leaves out: the CPU's fused attention (the GPU's are registered) and
+# nn.MultiheadAttention's inference fast path
+_EXTRA_FORMULAS = {op: f for name, f in (("_scaled_dot_product_flash_attention_for_cpu", _cpu_sdpa_flop),
+                                         ("_native_multi_head_attention", _native_mha_flop))
+                   if (op := getattr(torch.ops.aten, name, None)) is not None}
 
 
 @dataclass
