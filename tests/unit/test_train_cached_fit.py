@@ -1,4 +1,5 @@
-"""wb.train.cached_fit: the one cached wb.fit for data that train_model cannot take."""
+"""wb.train.cached_fit: the one cached wb.fit (train_model, fine_tune, train_reinforced, the feature heads and
+the dense and VL tools' train_* functions are each a model, loaders, a task and a key for it)."""
 import pytest
 import torch
 
@@ -40,3 +41,30 @@ def test_reserved_arguments_and_unnamed_functions_are_refused(tmp_path, monkeypa
         cached_fit(build, loaders, fit_kwargs={"seed": 1}, **kw)
     with pytest.raises(ValueError, match="cache_key"):
         cached_fit(build, loaders, fit_kwargs={"epochs": 1, "loss_fn": lambda o, y: o.sum()}, **kw)
+
+
+def test_a_cached_model_is_rebuilt_with_its_algorithms_structure_and_its_setup(tmp_path, monkeypatch):
+    """An algorithm that changes the model at init (QAT's fake-quantized layers) is applied to the rebuilt model
+    before the weights are loaded, as is setup (which records what it chose); refresh trains again."""
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    build, loaders = _parts()
+    seen = []
+
+    def setup(model):
+        seen.append(type(model).__name__)
+        return {"weight_decay": 0.0}
+
+    kw = dict(key={"what": "QAT resnet8", "setup": "no decay"}, name="test_cached_fit", setup=setup,
+              fit_kwargs=dict(epochs=1, batch_size=32, lr=0.05, algorithms=[wb.quant.QAT("w4a8")]))
+    first = cached_fit(build, loaders, **kw)
+    assert len(seen) == 2                                           # the fresh model, then the one rebuilt
+    trained = []
+    again = cached_fit(build, lambda: trained.append(1) or loaders(), **kw)
+    assert not trained and len(seen) == 3
+    quantized = [type(m).__name__ for m in again.model.modules() if type(m).__name__.startswith("Quant")]
+    assert quantized and quantized == [type(m).__name__ for m in first.model.modules()
+                                       if type(m).__name__.startswith("Quant")]
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a.cpu(), b.cpu())
+    cached_fit(build, lambda: trained.append(1) or loaders(), refresh=True, **kw)
+    assert trained == [1]

@@ -223,8 +223,7 @@ def train_head(head: str, train: ClipFeatures, test: ClipFeatures | None = None,
     """A :class:`FeatureHead` of kind ``head`` built with ``seed`` and trained by ``wb.fit`` on stored features
     (:class:`FeatureLoader`, :class:`FeatureClassification`); cached on the features' fingerprints, the head, the
     seed and the fit arguments. Returns ``fit``'s :class:`~workbench.train.TrainResult`."""
-    from ..cache import cached
-    from ..train.trainer import TrainResult, fit
+    from ..train.cached import cached_fit
 
     for nm, d in (("train", train), ("test", test)):
         if d is not None and not isinstance(d, ClipFeatures):
@@ -235,27 +234,15 @@ def train_head(head: str, train: ClipFeatures, test: ClipFeatures | None = None,
         torch.manual_seed(seed)
         return FeatureHead(head, train.features, train.frames, train.num_classes, **head_kwargs)
 
-    def run() -> dict:
-        model = build()
-        tr = FeatureLoader(train, batch_size=batch_size, seed=seed)
-        te = FeatureLoader(test, batch_size=1000, shuffle=False) if test is not None else None
-        res = fit(model, tr, te, task=FeatureClassification(), seed=seed, augment=None, **fit_kwargs)
-        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history,
-                "config": {k: str(v) for k, v in res.config.items()}}
+    def loaders() -> tuple:
+        return (FeatureLoader(train, batch_size=batch_size, seed=seed),
+                FeatureLoader(test, batch_size=1000, shuffle=False) if test is not None else None)
 
-    if not cache:
-        out = run()
-    else:
-        skip = {"live", "progress", "callbacks", "device"}
-        key = {"head": head, "head_kwargs": head_kwargs, "seed": seed, "batch_size": batch_size,
-               "train": [train.name, train.split, len(train), train.fingerprint()],
-               "test": [test.name, test.split, len(test), test.fingerprint()] if test is not None else None,
-               "fit": {k: repr(v) for k, v in sorted(fit_kwargs.items()) if k not in skip}}
-        out = cached(run, key=key, name="feature_head")
-    model = build()
-    model.load_state_dict(out["state"])
-    history = out["history"] if isinstance(out["history"], pd.DataFrame) else pd.DataFrame(out["history"])
-    return TrainResult(model=model, history=history, config=out["config"])
+    key = {"head": head, "head_kwargs": head_kwargs, "batch_size": batch_size,
+           "train": [train.name, train.split, len(train), train.fingerprint()],
+           "test": [test.name, test.split, len(test), test.fingerprint()] if test is not None else None}
+    return cached_fit(build, loaders, task=FeatureClassification(), key=key, name="feature_head", seed=seed,
+                      cache=cache, fit_kwargs={"progress": True, **fit_kwargs, "augment": None})
 
 
 def concat_features(*feats: ClipFeatures, name: str | None = None) -> ClipFeatures:

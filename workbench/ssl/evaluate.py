@@ -20,16 +20,14 @@ A model's features are ``model.features(x)`` when it has that method, else
 from __future__ import annotations
 
 import copy
-import pandas as pd
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import config
-from ..cache import cached
 from ..data import ImageDataset, Loader
-from ..train import TrainResult, data_fingerprint, fit, load_state_checked, model_fingerprint
-from ..train.cached import _key_value
+from ..train import TrainResult, model_fingerprint
+from ..train.cached import _data_key, cached_fit
 
 __all__ = ["encode", "linear_probe", "linear_probe_features", "knn_accuracy", "knn_features", "label_subset",
            "fine_tune", "classifier_of", "distill", "pseudo_label", "to_shape"]
@@ -234,24 +232,11 @@ def fine_tune(model: nn.Module, train: ImageDataset, test: ImageDataset | None =
     algorithms by their configuration), like :func:`workbench.train_model`.
     """
     start = classifier_of(model, train.num_classes, head_layers, seed)
-    if not cache:
-        return fit(start, train, test, seed=seed, **fit_kwargs)
-    skip = {"live", "progress", "callbacks", "checkpoint_dir", "device"}
-    key = {"start": model_fingerprint(start), "class": type(start).__name__, "seed": seed, "head_layers": head_layers,
-           "train": [train.name, train.split, len(train), data_fingerprint(train)],
-           "test": [test.name, test.split, len(test), data_fingerprint(test)] if test is not None else None,
-           "fit": {k: _key_value(k, v) for k, v in fit_kwargs.items() if k not in skip}}
-
-    def run() -> dict:
-        res = fit(copy.deepcopy(start), train, test, seed=seed, **fit_kwargs)
-        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history,
-                "config": {k: str(v) for k, v in res.config.items()}}
-
-    out = cached(run, key=key, name="fine_tune")
-    load_state_checked(start, out["state"], "cached fine-tuning")
-    start.to(fit_kwargs.get("device") or config.device())
-    history = out["history"] if isinstance(out["history"], pd.DataFrame) else pd.DataFrame(out["history"])
-    return TrainResult(model=start, history=history, config=out["config"])
+    task = fit_kwargs.pop("task", None)
+    key = {"start": model_fingerprint(start), "class": type(start).__name__, "head_layers": head_layers,
+           "train": _data_key(train), "test": _data_key(test)}
+    return cached_fit(lambda: copy.deepcopy(start), lambda: (train, test), task=task, key=key, name="fine_tune",
+                      seed=seed, cache=cache, fit_kwargs={"progress": True, **fit_kwargs})
 
 
 def pseudo_label(teacher: nn.Module, data: ImageDataset, batch_size: int = 1000) -> ImageDataset:

@@ -37,20 +37,15 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _key_value(k: str, v: Any) -> Any:
-    """A fit argument as it enters the cache key: tasks and algorithms by their recorded configuration."""
+def _fit_key(k: str, v: Any, who: str) -> Any:
+    """A fit argument as it enters a cache key: tasks and algorithms by their recorded configuration (observers
+    left out); a function must carry a string ``cache_key``."""
     from .events import describe
+
     if k == "task":
         return describe(v)
     if k == "algorithms":
         return [describe(a) for a in v if not getattr(a, "observer", False)]
-    return v.cache_key if callable(v) else v
-
-
-def _fit_key(k: str, v: Any, who: str) -> Any:
-    """A fit argument as it enters a cache key; a function must carry a string ``cache_key``."""
-    if k in ("task", "algorithms"):
-        return _key_value(k, v)
     if callable(v):
         if not isinstance(getattr(v, "cache_key", None), str):
             raise ValueError(f"{who}: {k}= is a function, which the cache cannot tell apart from another; give it a "
@@ -60,16 +55,27 @@ def _fit_key(k: str, v: Any, who: str) -> Any:
     return v
 
 
-def cached_fit(build: Callable[[], torch.nn.Module], loaders: Callable[[], tuple], *, task: Any, key: dict,
-               name: str, seed: int = 0, cache: bool = True, fit_kwargs: dict | None = None) -> TrainResult:
-    """``fit(build(), *loaders(), task=task, seed=seed, **fit_kwargs)``, cached (``fit_kwargs`` a dict). For data
-    that :func:`train_model` cannot take (restoration pairs, segmentation sets, visual questions, code stacks),
-    each group's ``train_*`` function is this with its own model, loaders and task.
+# fit arguments that say how a run is watched or where it runs, not what it computes: not in a cache key
+_NOT_KEYED = ("live", "progress", "callbacks", "checkpoint_dir", "device")
 
-    ``build()`` makes the fresh model (seeded by the caller), ``loaders()`` returns ``(train, test or None)``.
-    The cache key is ``key`` (what the model and the data are: fingerprints, not only names) plus the seed, the
-    task's configuration and every fit argument but ``live``, ``progress`` and ``device``; from the cache the model
-    is rebuilt and its trained weights loaded. Returns :class:`TrainResult`.
+
+def cached_fit(build: Callable[[], torch.nn.Module], loaders: Callable[[], tuple], *, task: Any = None, key: dict,
+               name: str, seed: int = 0, cache: bool = True, refresh: bool = False,
+               setup: Callable[[torch.nn.Module], dict] | None = None, fit_kwargs: dict | None = None) -> TrainResult:
+    """``fit(build(), *loaders(), task=task, seed=seed, **fit_kwargs)``, cached (``fit_kwargs`` a dict): the one
+    cached training run. :func:`train_model` is this for a registry model on an ``ImageDataset``; for other data
+    (restoration pairs, segmentation sets, visual questions, code stacks) each group's ``train_*`` function is
+    this with its own model, loaders and task.
+
+    ``build()`` makes the fresh model (seeded by the caller), ``loaders()`` returns ``(train, test or None)``;
+    ``task=None`` is fit's default (classification). ``setup(model)``, if given, returns more fit arguments for
+    the fresh model (a BN-only run's ``params`` and ``grad_masks``), and is applied to the model rebuilt from the
+    cache too; describe it in ``key``. The cache key is
+    ``key`` (what the model and the data are: fingerprints, not only names) plus the seed, the task's
+    configuration and every fit argument but those of ``_NOT_KEYED`` (``live``, ``progress``, ``callbacks``,
+    ``checkpoint_dir``, ``device``); a function among them needs a string ``cache_key``. From the cache the model
+    is rebuilt, the algorithms that change its structure applied (``transform``), and its trained weights
+    loaded; ``refresh=True`` trains again and overwrites the entry. Returns :class:`TrainResult`.
     """
     from .. import config
 
@@ -79,7 +85,10 @@ def cached_fit(build: Callable[[], torch.nn.Module], loaders: Callable[[], tuple
         raise ValueError(f"{name} sets {', '.join(bad)} itself")
 
     def run_fit() -> TrainResult:
-        return fit(build(), *loaders(), task=task, seed=seed, **{"progress": False, **fit_kwargs})
+        model = build()
+        extra = dict(setup(model) or {}) if setup is not None else {}
+        kw = {"progress": False, **fit_kwargs, **extra, **({"task": task} if task is not None else {})}
+        return fit(model, *loaders(), seed=seed, **kw)
 
     if not cache:
         return run_fit()
@@ -89,14 +98,23 @@ def cached_fit(build: Callable[[], torch.nn.Module], loaders: Callable[[], tuple
         return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history,
                 "config": {k: str(v) for k, v in res.config.items()}}
 
-    full = {**key, "seed": seed, "task": _key_value("task", task),
-            "fit": {k: _fit_key(k, v, name) for k, v in fit_kwargs.items() if k not in ("progress", "live", "device")}}
-    out = cached(run, key=full, name=name)
+    full = {**key, "seed": seed, "task": None if task is None else _fit_key("task", task, name),
+            "fit": {k: _fit_key(k, v, name) for k, v in fit_kwargs.items() if k not in _NOT_KEYED}}
+    out = cached(run, key=full, name=name, refresh=refresh)
     model = build()
+    if setup is not None:  # as on the fresh model (what it records, a mask say, is the same); its arguments unused
+        setup(model)
+    for alg in fit_kwargs.get("algorithms") or ():  # algorithms that change the model's structure at init
+        if callable(getattr(alg, "transform", None)):
+            alg.transform(model)
     load_state_checked(model, out["state"], "cached result")
     model.to(fit_kwargs.get("device") or config.device())
     history = out["history"] if isinstance(out["history"], pd.DataFrame) else pd.DataFrame(out["history"])
     return TrainResult(model, history, out["config"])
+
+
+def _data_key(ds: ImageDataset | None) -> list | None:
+    return None if ds is None else [ds.name, ds.split, len(ds), data_fingerprint(ds)]
 
 
 def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None, *, model_kwargs: dict | None = None,
@@ -110,7 +128,7 @@ def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None
             ``task`` and ``algorithms`` enter it by their ``config()``, so runs that differ only in an
             algorithm's arguments never share an entry).
         seed: seeds the initialisation and the training run.
-        cache: read and write the result cache (weights and history).
+        cache: read and write the result cache (weights and history); ``refresh``: train again.
         setup: optional ``fn(model) -> dict`` applied before training (for example a BN-only
             configuration returning ``fit`` arguments such as ``params``/``grad_masks``); give
             ``setup_key`` describing it so the cache can tell setups apart.
@@ -123,42 +141,15 @@ def train_model(name: str, train: ImageDataset, test: ImageDataset | None = None
         model_kwargs["num_classes"] = train.num_classes
     if "in_chans" not in model_kwargs:
         model_kwargs["in_chans"] = train.shape[0]
-
-    def build():
-        torch.manual_seed(seed)
-        model = create_model(name, **model_kwargs)
-        extra = setup(model) if setup is not None else {}
-        return model, dict(extra or {})
-
-    def run() -> dict:
-        model, extra = build()
-        res = fit(model, train, test, seed=seed, **{**fit_kwargs, **extra})
-        state = {k: v.detach().cpu() for k, v in res.model.state_dict().items()}
-        return {"state": state, "history": res.history, "config": {k: str(v) for k, v in res.config.items()}}
-
     if setup is not None and setup_key is None:
         raise ValueError("train_model(setup=...) needs setup_key= describing the setup, so cached results stay apart")
-    if not cache:
-        model, extra = build()
-        return fit(model, train, test, seed=seed, **{**fit_kwargs, **extra})
-    skip = {"live", "progress", "callbacks", "checkpoint_dir", "device"}
-    for k, v in fit_kwargs.items():
-        if callable(v) and k not in skip and k not in ("task", "algorithms"):
-            if not isinstance(getattr(v, "cache_key", None), str):
-                raise ValueError(f"train_model: {k}= is a function, which the cache cannot tell apart from another; "
-                                 f"give it a string attribute `cache_key` describing it (wb.train.sam(...) has one), "
-                                 "or pass cache=False")
-    key = {"model": name, "model_kwargs": model_kwargs, "seed": seed, "setup": setup_key,
-           "train": [train.name, train.split, len(train), data_fingerprint(train)],
-           "test": [test.name, test.split, len(test), data_fingerprint(test)] if test is not None else None,
-           "fit": {k: _key_value(k, v) for k, v in fit_kwargs.items() if k not in skip}}
-    out = cached(run, key=key, name="train_model", refresh=refresh)
-    model, _ = build()
-    for alg in fit_kwargs.get("algorithms") or ():  # algorithms that change the model's structure at init
-        if callable(getattr(alg, "transform", None)):
-            alg.transform(model)
-    load_state_checked(model, out["state"], "cached result")
-    from .. import config
-    model.to(fit_kwargs.get("device") or config.device())
-    history = out["history"] if isinstance(out["history"], pd.DataFrame) else pd.DataFrame(out["history"])
-    return TrainResult(model=model, history=history, config=out["config"])
+
+    def build() -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return create_model(name, **model_kwargs)
+
+    task = fit_kwargs.pop("task", None)
+    key = {"model": name, "model_kwargs": model_kwargs, "setup": setup_key, "train": _data_key(train),
+           "test": _data_key(test)}
+    return cached_fit(build, lambda: (train, test), task=task, key=key, name="train_model", seed=seed, cache=cache,
+                      refresh=refresh, setup=setup, fit_kwargs={"progress": True, **fit_kwargs})

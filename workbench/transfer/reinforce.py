@@ -44,8 +44,8 @@ from torch import nn
 from ..cache import atomic_write_bytes, cache_key, cache_path, cached, dumps, loads
 from ..data import ImageDataset, Loader, random_stream, to_float
 from ..models import create_model
-from ..train import Task, data_fingerprint, fit, model_fingerprint, train_model
-from ..train.checkpoint import load_state_checked
+from ..train import Task, data_fingerprint, model_fingerprint, train_model
+from ..train.cached import _data_key, cached_fit
 from ..train.tasks import check_data_fits_model, check_image_batch, classification_loss
 from ..train.trainer import TrainResult
 
@@ -525,10 +525,6 @@ class ReinforcedDistillation(Task):
         return {"loss": loss.detach().double() * n, "acc": (outputs.detach().argmax(1) == batch[1]).sum().double()}, n
 
 
-def _data_key(data: ImageDataset | None) -> list | None:
-    return None if data is None else [data.name, data.split, len(data), data_fingerprint(data)]
-
-
 def train_reinforced(model: str, reinforced: ReinforcedSet, train: ImageDataset, test: ImageDataset | None = None, *,
                      seed: int = 0, batch_size: int = 128, model_kwargs: dict | None = None, alpha: float = 1.0,
                      refresh: bool = False, **fit_kwargs) -> TrainResult:
@@ -550,30 +546,19 @@ def train_reinforced(model: str, reinforced: ReinforcedSet, train: ImageDataset,
     reinforced.check_data(train)
     fit_kwargs = {k: v for k, v in fit_kwargs.items() if k not in ("augment", "label_smoothing")}
     model_kwargs = {"num_classes": train.num_classes, "in_chans": train.shape[0], **(model_kwargs or {})}
-    skip = {"live", "progress", "callbacks", "checkpoint_dir", "device"}
 
     def build() -> nn.Module:
         torch.manual_seed(seed)
         return create_model(model, **model_kwargs)
 
-    def run() -> dict[str, Any]:
-        student = build()
-        conv = any(isinstance(m, nn.Conv2d) for m in student.modules())
-        loader = reinforced.loader(train, batch_size, seed=seed, device=fit_kwargs.get("device"), channels_last=conv)
-        res = fit(student, loader, test, task=ReinforcedDistillation(reinforced, alpha), seed=seed,
-                  **{"progress": False, **fit_kwargs})
-        return {"state": {k: v.detach().cpu() for k, v in res.model.state_dict().items()}, "history": res.history}
+    def loaders() -> tuple:
+        conv = any(isinstance(m, nn.Conv2d) for m in build().modules())
+        return reinforced.loader(train, batch_size, seed=seed, device=fit_kwargs.get("device"), channels_last=conv), test
 
-    key = {"model": model, "model_kwargs": model_kwargs, "seed": seed, "reinforced": reinforced.key,
-           "train": _data_key(train), "test": _data_key(test), "batch_size": batch_size, "alpha": alpha,
-           "fit": {k: v for k, v in fit_kwargs.items() if k not in skip}}
-    out = cached(run, key=key, name="train_reinforced", refresh=refresh)
-    student = build()
-    load_state_checked(student, out["state"], "cached result")
-    from .. import config
-    student.to(fit_kwargs.get("device") or config.device())
-    history = out["history"] if isinstance(out["history"], pd.DataFrame) else pd.DataFrame(out["history"])
-    return TrainResult(model=student, history=history, config={"key": key})
+    key = {"model": model, "model_kwargs": model_kwargs, "reinforced": reinforced.key, "train": _data_key(train),
+           "test": _data_key(test), "batch_size": batch_size, "alpha": alpha}
+    return cached_fit(build, loaders, task=ReinforcedDistillation(reinforced, alpha), key=key, name="train_reinforced",
+                      seed=seed, refresh=refresh, fit_kwargs=fit_kwargs)
 
 
 def student_run(model: str, variant: str, seed: int, *, train: ImageDataset, test: ImageDataset,
