@@ -18,7 +18,8 @@
 #
 # **Here.** (1) The whole mechanism on a generated multi-object dataset where the truth is
 # known per pixel: how often crops get a wrong label, the label maps, and a student trained
-# with single labels against one trained with LabelPooling. (2) Real ImageNet labels: ReaL
+# with single labels against one trained with LabelPooling (the targets' advantage shows; the
+# students' is within the seed spread at this scale: **mechanism only**). (2) Real ImageNet labels: ReaL
 # versus original accuracy of a real model's predictions, and a browser of suspected label
 # errors with the votes of Mechanical Turk workers.
 
@@ -46,7 +47,8 @@ SEEDS = wb.by_mode(smoke=[0], laptop=[0, 1, 2], paper=[0, 1, 2, 3, 4])
 ANNOTATOR = dict(name="resnet20", width=16, epochs=wb.by_mode(smoke=1, laptop=20, paper=60))
 STUDENT = dict(name="resnet8", width=16, epochs=wb.by_mode(smoke=1, laptop=15, paper=40))
 CROP_SCALE = (0.08, 1.0)   # ImageNet's RandomResizedCrop range
-CHECK_CLAIM = wb.by_mode(smoke=False, laptop=True, paper=True)
+CHECK_MECHANISM = wb.by_mode(smoke=False, laptop=True, paper=True)
+CHECK_CLAIM = wb.by_mode(smoke=False, laptop=False, paper=True)  # the students' crop accuracy (see the end)
 
 # %% [markdown]
 # ## A multi-object world with known truth
@@ -95,7 +97,7 @@ def train_cached(name, width, epochs, target, seed, annotator=None):
 
     key = {"model": name, "width": width, "epochs": epochs, "target": target, "seed": seed, "n": N_TRAIN,
            "scale": CROP_SCALE, "annotator": wb.guidance.model_fingerprint(annotator) if annotator else None}
-    out = wb.cached(run, key=key, name="relabel_student", version=1)
+    out = wb.cached(run, key=key, name="relabel_student", version=2)  # 2: trained by wb.fit
     model = wb.create_model(name, width=width)
     model.load_state_dict(out["state"])
     return model.eval()
@@ -146,6 +148,19 @@ def render_crop(crop):
 
 
 wb.viz.explorer(render_crop, crop=list(range(12)))
+
+# %% [markdown]
+# ### Which target names what the crop shows?
+#
+# The mechanism itself, before any student: over the random training crops above that show any
+# class (a class is shown when it covers at least 5% of the crop, the rule used above), how often
+# is the single label a class the crop shows, and how often is the top class of the LabelPooling
+# target (the annotator's label map pooled over the crop's box)?
+
+# %%
+shown = syn.crop_targets_shown(train, boxes, syn.dataset_label_maps(annotator, train))
+print(f"of {shown['crops']:,} training crops showing a class: the single label is shown in {shown['single']:.1%}, "
+      f"LabelPooling's top class in {shown['labelpool']:.1%}")
 
 # %% [markdown]
 # ## Students: single labels against LabelPooling
@@ -274,21 +289,29 @@ print(f"ReaL minus original: {real_acc - orig_acc:+.4f}; multi-label images' sha
 assert real_acc > orig_acc, "ReaL accuracy should exceed original accuracy for the bundled predictions"
 assert part_multi > part_single and part_multi > parts["excluding empty sets"], \
     "the gain should come mostly from multi-label images"
+if CHECK_MECHANISM:
+    assert shown["labelpool"] > shown["single"], f"LabelPooling targets should name what crops show more often: {shown}"
 if CHECK_CLAIM:
     m, sd, per_seed = gain("crop_acc")
     assert (per_seed > 0).all() and m > max(sd, 0.005), f"LabelPooling should name what crops show better: {per_seed}"
 
 
 # %% [markdown]
-# **Reading the results.** On a 2-core CPU in laptop mode (2026-11-26, three seeds, 15
+# **Reading the results.** On a 2-core CPU in laptop mode (2026-12-07, three seeds, 15
 # epochs) 34% of random training crops did not show their single label's object. The
-# LabelPooling student named the content of random test crops more often than the
-# single-label student (84.8% vs 83.5%, +1.3 +- 0.6 points), while on whole images the two
-# tied (single label 81.5% vs 81.7%, any visible label 92.4% vs 92.9%). A 40-epoch pilot gave
-# the same picture (crops +2.0 points, whole images 85.5% vs 86.2%). So at this scale
-# LabelPooling fixes what it is meant to fix, the crop's target, but that does not turn into
-# whole-image accuracy as on ImageNet (+1.4 points for ResNet-50 in the paper), where labels
-# are noisier, classes far more numerous and training far longer.
+# mechanism holds: among the training crops that show any class, LabelPooling's target names a
+# class the crop shows more often than the single label does (93.5% against 91.9%; asserted).
+# Whether that makes a better student is another matter at this scale: the LabelPooling student
+# named the content of random test crops 85.5% of the time against 84.6% for the single-label
+# student, +0.9 points but +/- 1.4 over seeds and ahead in two of three (-0.05, +2.4, +0.2), so
+# the paper's claim is asserted in paper mode only (**mechanism only**). Before the crop training
+# became a `wb.fit` run (one loop for every notebook) the same recipe, with its own crops and
+# schedule, gave +1.3 +- 0.6 points, ahead in every seed (2026-11-26), and a 40-epoch pilot +2.0:
+# a gain of about a point, no larger than the run-to-run variation of three seeds. On whole images
+# the two tie (single label 83.2% vs 82.5%, any visible label 93.8% vs 93.5%). On ImageNet the
+# paper reports +1.4 points for ResNet-50, where labels are noisier, classes far more numerous
+# and training far longer. The ReaL half of the notebook is on real data and its checks hold:
+# ReaL top-1 77.6% against 72.7% original, 58% of the gain from multi-label images.
 
 # %% [markdown]
 # ## What to try next

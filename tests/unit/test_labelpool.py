@@ -73,3 +73,57 @@ def test_multi_object_data_is_consistent_and_reproducible():
     # random crops often lose the single label's object: the noise LabelPooling addresses
     boxes = lp.random_boxes(300, generator=torch.Generator().manual_seed(0))
     assert 0.2 < syn.crop_single_label_noise(a, boxes).float().mean() < 0.8
+
+
+def test_crop_training_is_wb_fit_with_a_crop_loader_and_task(tmp_path):
+    """train_crops is one wb.fit run: CropLoader's crops are a pure function of (seed, epoch, batch), so a run
+    stopped and resumed from its checkpoint ends with the weights of the uninterrupted one; the labelpool
+    target is LabelPooling of the stored maps over each crop's box, and with a map that is one class everywhere
+    it is that class (up to the softmax); bad targets are refused before any work."""
+    data = syn.make_multi_shapes(96, seed=0, size=16)
+    loader = syn.CropLoader(data, 32, scale=(0.2, 1.0), seed=3)
+    a, b = list(loader), list(syn.CropLoader(data, 32, scale=(0.2, 1.0), seed=3))
+    assert all(torch.equal(x[0], y[0]) and torch.equal(x[2], y[2]) for x, y in zip(a, b))
+    x, y, boxes, idx = a[0]
+    assert x.shape == (32, 3, 16, 16) and torch.equal(y, data.labels[idx])
+    assert torch.equal(x, data.normalize(lp.crop_resize(data.images[idx], boxes, 16)))
+
+    maps = torch.full((96, 10, 4, 4), -20.0)
+    maps[:, 7] = 20.0
+    task = syn.CropTargets("labelpool", maps)
+    logits = torch.zeros(32, 10)
+    logits[:, 7] = 30.0
+    assert float(task.loss(logits, a[0])) < 1e-6 < float(syn.CropTargets("single").loss(logits, a[0]))
+
+    def student():
+        torch.manual_seed(0)
+        return wb.create_model("resnet8", width=4)
+
+    kw = dict(task=task, epochs=2, lr=0.05, optimizer="sgd", progress=False, seed=1)
+    full = wb.fit(student(), syn.CropLoader(data, 32, seed=1), **kw)
+    wb.fit(student(), syn.CropLoader(data, 32, seed=1), checkpoint_dir=tmp_path, stop_after_steps=4, **kw)
+    resumed = wb.fit(student(), syn.CropLoader(data, 32, seed=1), checkpoint_dir=tmp_path, **kw)
+    for p, q in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(p, q)
+    model = student()
+    hist = syn.train_crops(model, data, "single", epochs=1, batch_size=32, progress=False)
+    assert len(hist["loss"]) == 1 and not model.training
+    with pytest.raises(ValueError, match="'single' or 'labelpool'"):
+        syn.train_crops(student(), data, "soft")
+    with pytest.raises(ValueError, match="needs annotator="):
+        syn.train_crops(student(), data, "labelpool")
+    with pytest.raises(ValueError, match="area fractions"):
+        syn.CropLoader(data, 32, scale=(0.5, 0.2))
+
+
+def test_crop_targets_shown_scores_each_target_against_the_pixels():
+    """With label maps that are the true class maps (one-hot per pixel, scaled), LabelPooling's top class is
+    always a class the crop shows; the single label is not, for crops that miss its object."""
+    data = syn.make_multi_shapes(200, seed=2, size=16)
+    onehot = torch.nn.functional.one_hot(data.pixels.long().clamp(min=0), 10).permute(0, 3, 1, 2).float()
+    maps = 20.0 * onehot * (data.pixels >= 0)[:, None]
+    boxes = lp.random_boxes(200, (0.08, 0.3), generator=torch.Generator().manual_seed(0))
+    got = syn.crop_targets_shown(data, boxes, maps, min_fraction=2 / 256)
+    assert got["labelpool"] > 0.9 > got["single"] and got["crops"] > 100
+    same = syn.crop_targets_shown(data, torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 200), maps)
+    assert same["single"] == 1.0  # whole images: the single label is the largest visible class

@@ -10,14 +10,16 @@ its single label names: exactly the noise LabelPooling removes.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.loader import TensorLoader
 from ..data.synthetic import SHAPES, placed_masks
+from ..train.tasks import Task
 from .labelpool import crop_resize, label_maps, label_pooling, random_boxes
 
 
@@ -34,6 +36,10 @@ class MultiObjectData:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() / 255 - 0.5) / 0.25
+
+    def to(self, device: torch.device | str) -> MultiObjectData:
+        return MultiObjectData(self.images.to(device), self.labels.to(device), self.multi.to(device),
+                               self.pixels.to(device), self.classes)
 
 
 def make_multi_shapes(n: int, seed: int = 0, size: int = 32, max_objects: int = 3, min_pixels: int = 12,
@@ -82,60 +88,112 @@ def crop_single_label_noise(data: MultiObjectData, boxes: torch.Tensor, min_frac
     return shows < min_fraction
 
 
+class CropLoader(TensorLoader):
+    """Random resized crops of a :class:`MultiObjectData` set, batched for ``wb.fit``: each batch is ``(crops
+    normalized [B, 3, S, S], single labels [B], crop boxes [B, 4], image indices [B])``. The crops of batch ``b``
+    in epoch ``e`` are drawn from ``random_stream(seed, e, b)``, so a resumed run sees the crops it would have."""
+
+    data_type = MultiObjectData
+    made_by = "wb.multilabel.synthetic.make_multi_shapes"
+
+    def __init__(self, data: MultiObjectData, batch_size: int = 128, scale: tuple[float, float] = (0.08, 1.0),
+                 shuffle: bool = True, device: torch.device | str | None = None, seed: int = 0):
+        if not (len(scale) == 2 and 0 < scale[0] <= scale[1] <= 1):
+            raise ValueError(f"scale is the crop's range of area fractions, 0 < low <= high <= 1, got {scale!r}")
+        super().__init__(data, batch_size, shuffle=shuffle, device=device, seed=seed)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.augment = "random resized crops"  # set: every batch gets its own random stream
+
+    def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None):
+        d = self.dataset
+        boxes = random_boxes(len(idx), self.scale, generator=generator).to(d.images.device)
+        return d.normalize(crop_resize(d.images[idx], boxes, d.images.shape[-1])), d.labels[idx], boxes, idx
+
+
+class CropTargets(Task):
+    """Classification of random crops (batches of :class:`CropLoader`) with one of two targets:
+
+    - ``"single"``: the image's single label for every crop (the usual ImageNet recipe);
+    - ``"labelpool"``: LabelPooling of the image's label map over the crop box (``maps``: the annotator's
+      label maps of every image of the set, ``[N, C, h, w]``, computed once before training, as the paper
+      stores them), as a soft target.
+
+    ``train_acc`` counts a crop right when its top class is the image's single label.
+    """
+
+    metric_names = ("loss", "acc")
+
+    def __init__(self, target: str = "single", maps: torch.Tensor | None = None):
+        if target not in ("single", "labelpool"):
+            raise ValueError(f"target must be 'single' or 'labelpool', got {target!r}")
+        if target == "labelpool" and (maps is None or maps.ndim != 4):
+            raise ValueError("target='labelpool' needs maps=, the annotator's label maps [N, C, h, w] of the training "
+                             "images (wb.multilabel.label_maps)")
+        self.target, self.maps = target, maps
+
+    def loss(self, outputs: torch.Tensor, batch: Any, state: Any = None) -> torch.Tensor:
+        if self.target == "single":
+            return F.cross_entropy(outputs, batch[1])
+        soft = label_pooling(self.maps[batch[3].to(self.maps.device)].to(outputs.device), batch[2])
+        return -(soft * outputs.log_softmax(1)).sum(1).mean()
+
+    def metrics(self, outputs: torch.Tensor, batch: Any, loss: torch.Tensor) -> tuple[dict[str, torch.Tensor], int]:
+        n = len(batch[1])
+        return {"loss": loss.detach().double() * n, "acc": (outputs.detach().argmax(1) == batch[1]).sum().double()}, n
+
+    def config(self) -> dict[str, Any]:
+        from ..cache import fingerprint
+
+        return {"name": self.name, "target": self.target,
+                "maps": None if self.maps is None else fingerprint(self.maps)}
+
+
+@torch.no_grad()
+def dataset_label_maps(annotator: nn.Module, data: MultiObjectData, batch_size: int = 512) -> torch.Tensor:
+    """The annotator's label maps of every image of ``data``, ``[N, C, h, w]`` (computed once, as the paper
+    stores them)."""
+    return torch.cat([label_maps(annotator, data.normalize(data.images[i:i + batch_size]))
+                      for i in range(0, len(data), batch_size)])
+
+
+def crop_targets_shown(data: MultiObjectData, boxes: torch.Tensor, maps: torch.Tensor,
+                       min_fraction: float = 0.05) -> dict[str, float]:
+    """How often each target names what a crop shows, a class counting as shown when it covers at least
+    ``min_fraction`` of the crop (the rule of :func:`crop_single_label_noise`): over the crops (one box per image)
+    that show any class, the share whose single label is shown (``single``), and the share whose LabelPooling
+    target's top class is (``labelpool``)."""
+    pix = _crop_pixels(data.pixels, boxes)
+    truth = _class_areas(pix, len(data.classes)) >= min_fraction * pix[0].numel()
+    counted = truth.any(1)
+    rows = torch.arange(len(truth))
+    pooled = label_pooling(maps, boxes.to(maps.device)).argmax(1).to(truth.device)
+    return {"single": truth[rows, data.labels][counted].float().mean().item(),
+            "labelpool": truth[rows, pooled][counted].float().mean().item(), "crops": int(counted.sum())}
+
+
 def train_crops(model: nn.Module, data: MultiObjectData, target: str, *, epochs: int = 10, batch_size: int = 128,
                 lr: float = 0.05, scale: tuple[float, float] = (0.08, 1.0), annotator: nn.Module | None = None,
                 seed: int = 0, progress: bool = True) -> dict[str, list[float]]:
-    """Train ``model`` on random resized crops of ``data`` with one of two targets:
+    """Train ``model`` with ``wb.fit`` on random resized crops of ``data`` (:class:`CropLoader`) with the target
+    ``"single"`` or ``"labelpool"`` (:class:`CropTargets`; the label maps of ``annotator`` computed once).
 
-    - ``"single"``: the image's single label for every crop (the usual ImageNet recipe);
-    - ``"labelpool"``: LabelPooling of ``annotator``'s label map over the crop box.
-
-    As in Re-labeling ImageNet, the annotator is itself a single-label classifier (there a
-    far larger one); its label map localizes what it learned. SGD with Nesterov momentum and
-    a one-cycle schedule; returns the per-epoch mean loss.
+    As in Re-labeling ImageNet, the annotator is itself a single-label classifier (there a far larger one); its
+    label map localizes what it learned. SGD with Nesterov momentum and a one-cycle schedule; returns the
+    per-epoch mean loss. ``model`` is trained in place and left in eval mode.
     """
-    from tqdm.auto import tqdm
+    from ..train import fit
 
-    if target not in ("single", "labelpool"):
-        raise ValueError(f"target must be 'single' or 'labelpool', got {target!r}")
-    if target == "labelpool" and annotator is None:
-        raise ValueError("target='labelpool' needs annotator= (a model whose label maps give the crop targets)")
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    n, size = len(data), data.images.shape[-1]
-    steps = epochs * math.ceil(n / batch_size)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     maps = None
     if target == "labelpool":
-        maps = torch.cat([label_maps(annotator, data.normalize(data.images[i:i + 512]))
-                          for i in range(0, n, 512)])
-    model.train()
-    history = {"loss": []}
-    bar = tqdm(total=steps, desc=f"train ({target})", disable=not progress, leave=False)
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            boxes = random_boxes(len(idx), scale, generator=g)
-            x = data.normalize(crop_resize(data.images[idx], boxes, size))
-            logits = model(x)
-            if target == "single":
-                loss = F.cross_entropy(logits, data.labels[idx])
-            else:
-                soft = label_pooling(maps[idx], boxes)
-                loss = -(soft * logits.log_softmax(1)).sum(1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            bar.update(1)
-        history["loss"].append(total / n)
-    bar.close()
+        if annotator is None:
+            raise ValueError("target='labelpool' needs annotator= (a model whose label maps give the crop targets)")
+        maps = dataset_label_maps(annotator, data)
+    task = CropTargets(target, maps)  # checks target before any work
+    loader = CropLoader(data, batch_size, scale, seed=seed, device=next(model.parameters()).device)
+    res = fit(model, loader, task=task, epochs=epochs, lr=lr, optimizer="sgd", momentum=0.9, nesterov=True,
+              weight_decay=5e-4, schedule="onecycle", warmup=0.15, seed=seed, progress=progress)
     model.eval()
-    return history
+    return {"loss": res.history["train_loss"].astype(float).tolist()}
 
 
 @torch.no_grad()
