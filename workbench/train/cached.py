@@ -70,12 +70,12 @@ def cached_fit(build: Callable[[], torch.nn.Module], loaders: Callable[[], tuple
     ``build()`` makes the fresh model (seeded by the caller), ``loaders()`` returns ``(train, test or None)``;
     ``task=None`` is fit's default (classification). ``setup(model)``, if given, returns more fit arguments for
     the fresh model (a BN-only run's ``params`` and ``grad_masks``), and is applied to the model rebuilt from the
-    cache too; describe it in ``key``. The cache key is
-    ``key`` (what the model and the data are: fingerprints, not only names) plus the seed, the task's
-    configuration and every fit argument but those of ``_NOT_KEYED`` (``live``, ``progress``, ``callbacks``,
-    ``checkpoint_dir``, ``device``); a function among them needs a string ``cache_key``. From the cache the model
-    is rebuilt, the algorithms that change its structure applied (``transform``), and its trained weights
-    loaded; ``refresh=True`` trains again and overwrites the entry. Returns :class:`TrainResult`.
+    cache too; describe it in ``key``. The cache key is ``key`` (what the model and the data are: fingerprints,
+    not only names) plus the seed, the task's configuration and every fit argument but those of ``_NOT_KEYED``
+    (``live``, ``progress``, ``callbacks``, ``checkpoint_dir``, ``device``); a function among them needs a string
+    ``cache_key``. From the cache the model is rebuilt, the algorithms that change its structure applied
+    (``transform``), and its trained weights loaded; ``refresh=True`` trains again and overwrites the entry.
+    Returns :class:`TrainResult`.
     """
     from .. import config
 
